@@ -1,0 +1,1 @@
+"""Retrieval: index passages, search top-k, evaluate recall."""
