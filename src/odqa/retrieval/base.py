@@ -3,13 +3,15 @@ index folder holding `retriever.json` ({"type": NAME, ...settings}) and is loade
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import json
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from odqa.errors import InputError
-from odqa.io import read_json
-from odqa.schema import RETRIEVER_CONFIG_FILE, Hit
+from odqa.io import iter_jsonl, read_json
+from odqa.schema import RETRIEVER_CONFIG_FILE, Hit, Passage
 
 # type name -> "module:Class"; each class has classmethod load(index_dir) -> Retriever.
 RETRIEVER_TYPES: dict[str, str] = {
@@ -33,9 +35,11 @@ def load_retriever(index_dir: str | Path) -> Retriever:
     if not config_path.is_file():
         raise InputError(f"not an odqa index folder (no {RETRIEVER_CONFIG_FILE})", path=index_dir)
     config = read_json(config_path)
-    kind = config.get("type")
+    kind = config.get("type") if isinstance(config, dict) else None
     if kind not in RETRIEVER_TYPES:
-        raise InputError(f"unknown retriever type {kind!r}; known: {sorted(RETRIEVER_TYPES)}", path=config_path)
+        raise InputError(
+            f"unknown retriever type {kind!r}; known: {sorted(RETRIEVER_TYPES)}", path=config_path
+        )
     return retriever_class(kind).load(index_dir)
 
 
@@ -46,3 +50,62 @@ def retriever_class(kind: str) -> type:
         raise InputError(f"unknown retriever type {kind!r}; known: {sorted(RETRIEVER_TYPES)}")
     module_name, class_name = RETRIEVER_TYPES[kind].split(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def config_from_options(config_class: type, options: dict[str, Any], source: object = None) -> Any:
+    """A backend's config dataclass from loose options; unknown keys are an InputError, not ignored.
+
+    Also used when loading `retriever.json`, where `source` names the file."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise InputError(
+            f"{config_class.__name__} has no option(s) {unknown}; known: {sorted(names)}", path=source
+        )
+    try:
+        return config_class(**options)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"bad {config_class.__name__} options {options!r}: {e}", path=source) from None
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """CLI `key=value` pairs; a value is parsed as JSON when it can be (1.2, true, ["N","V"]), else kept as text."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"option {pair!r} is not key=value")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+def build_index(kind: str, options: dict[str, Any], passages_path: str | Path, index_dir: str | Path) -> Path:
+    """Build a `kind` index over passages.jsonl into `index_dir`; returns `index_dir`."""
+    cls = retriever_class(kind)
+    config = config_from_options(cls.config_class, options)
+    cls.build(config, passages_path, index_dir)
+    return Path(index_dir)
+
+
+def load_passages(path: str | Path) -> list[Passage]:
+    """passages.jsonl as Passages; a record missing passage_id/doc_id/text, a duplicate passage_id or an
+    empty file is an InputError."""
+    passages: list[Passage] = []
+    seen: set[str] = set()
+    for n, record in enumerate(iter_jsonl(path), start=1):
+        missing = [k for k in ("passage_id", "doc_id", "text") if k not in record]
+        if missing:
+            raise InputError(f"passage is missing {missing}", path=path, record=f"passage {n}")
+        if not isinstance(record["text"], str):
+            raise InputError("passage text must be a string", path=path, record=f"passage {n}")
+        passage = Passage.from_dict(record)
+        if passage.passage_id in seen:
+            raise InputError(f"duplicate passage_id {passage.passage_id!r}", path=path, record=f"passage {n}")
+        seen.add(passage.passage_id)
+        passages.append(passage)
+    if not passages:
+        raise InputError("no passages to index", path=path)
+    return passages

@@ -1,0 +1,324 @@
+"""One KFP component per stage. Bodies import odqa inside (KFP ships only the function source) and
+call the stage's library function; each opens a nested MLflow run under the pipeline's parent run.
+
+Every Dataset/Model artifact is a folder holding the stage's standard file names (odqa.schema)."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE)
+def start_tracking(
+    tracking_uri: str, experiment: str, run_name: str, params: dict, mlflow_run: Output[Artifact]
+):
+    """Create the MLflow parent run; a handle to it (tracking URI + run id) goes to every other component."""
+    from odqa import tracking
+
+    run_id = tracking.start_pipeline_run(tracking_uri, experiment, run_name, params=params)
+    tracking.write_run_handle(mlflow_run.path, tracking_uri, run_id)
+    mlflow_run.metadata.update({"tracking_uri": tracking_uri, "run_id": run_id})
+
+
+@dsl.component(base_image=IMAGE)
+def prepare_data(
+    source_uri: str,
+    eval_fraction: float,
+    split_seed: int,
+    mlflow_run: Input[Artifact],
+    documents: Output[Dataset],
+    train_qa: Output[Dataset],
+    eval_qa: Output[Dataset],
+    report: Output[Markdown],
+):
+    """Pull the user's KorQuAD-layout data ('' = KorQuAD 1.0 dev) and split it by article."""
+    import tempfile
+
+    from odqa import tracking
+    from odqa.data.korquad import KorquadSplitConfig, prepare_korquad
+    from odqa.pipeline import copy_file, markdown_report, resolve_data_uri
+    from odqa.schema import QA_FILE
+
+    config = KorquadSplitConfig(eval_fraction=eval_fraction, seed=split_seed)
+    with tracking.tracked_stage(
+        mlflow_run.path, "prepare_data", {"source_uri": source_uri, **vars(config)}
+    ) as sr:
+        with tempfile.TemporaryDirectory() as tmp:
+            split = prepare_korquad(config, resolve_data_uri(source_uri), f"{tmp}/split")
+            copy_file(split.documents_path, documents.path, "documents.jsonl")
+            copy_file(split.train_path, train_qa.path, QA_FILE)
+            copy_file(split.eval_path, eval_qa.path, QA_FILE)
+        counts = {k: v for k, v in split.report.items() if isinstance(v, int)}
+        sr.log_metrics(counts)
+        sr.log_dict(split.report, "split_report.json")
+        with open(report.path, "w", encoding="utf-8") as f:
+            f.write(markdown_report("Data split", counts))
+
+
+@dsl.component(base_image=IMAGE)
+def preprocess(
+    documents: Input[Dataset],
+    config: dict,
+    mlflow_run: Input[Artifact],
+    passages: Output[Dataset],
+    report: Output[Markdown],
+):
+    """Clean, deduplicate and chunk documents into passages."""
+    from odqa import tracking
+    from odqa.pipeline import flat_metrics, markdown_report, typed_config
+    from odqa.preprocess import PreprocessConfig, preprocess
+
+    with tracking.tracked_stage(mlflow_run.path, "preprocess", config) as sr:
+        result = preprocess(
+            typed_config(PreprocessConfig, config), f"{documents.path}/documents.jsonl", passages.path
+        )
+        sr.log_metrics(flat_metrics(result.report))
+        sr.log_dict(result.report, "preprocess_report.json")
+        with open(report.path, "w", encoding="utf-8") as f:
+            f.write(markdown_report("Preprocess", result.report))
+
+
+@dsl.component(base_image=IMAGE)
+def augment(
+    train_qa: Input[Dataset],
+    passages: Input[Dataset],
+    config: dict,
+    mlflow_run: Input[Artifact],
+    augmented_qa: Output[Dataset],
+):
+    """Training-data augmentation (an identity copy when every switch is off)."""
+    from odqa import tracking
+    from odqa.augment import AugmentConfig, augment
+    from odqa.pipeline import flat_metrics, typed_config
+    from odqa.schema import PASSAGES_FILE, QA_FILE
+
+    with tracking.tracked_stage(mlflow_run.path, "augment", config) as sr:
+        counts = augment(
+            typed_config(AugmentConfig, config),
+            f"{train_qa.path}/{QA_FILE}",
+            f"{augmented_qa.path}/{QA_FILE}",
+            passages_path=f"{passages.path}/{PASSAGES_FILE}",
+        )
+        sr.log_metrics(flat_metrics(counts))
+
+
+@dsl.component(base_image=IMAGE)
+def index(
+    passages: Input[Dataset],
+    kind: str,
+    options: dict,
+    mlflow_run: Input[Artifact],
+    index: Output[Model],
+):
+    """Build the retrieval index (bm25, elasticsearch, dense or hybrid)."""
+    from odqa import tracking
+    from odqa.retrieval.base import build_index
+    from odqa.schema import PASSAGES_FILE
+
+    with tracking.tracked_stage(mlflow_run.path, "index", {"kind": kind, **options}):
+        build_index(kind, options, f"{passages.path}/{PASSAGES_FILE}", index.path)
+        index.metadata["kind"] = kind
+
+
+@dsl.component(base_image=IMAGE)
+def retrieve(
+    index: Input[Model],
+    eval_qa: Input[Dataset],
+    passages: Input[Dataset],
+    top_k: int,
+    mlflow_run: Input[Artifact],
+    retrieved: Output[Dataset],
+    metrics: Output[Metrics],
+    report: Output[HTML],
+):
+    """Retrieve top-k passages per eval question and measure recall@k against the gold documents."""
+    from odqa import tracking
+    from odqa.pipeline import flat_metrics, html_report
+    from odqa.retrieval.evaluate import PLOT_FILE, evaluate_retrieval
+    from odqa.retrieval.search import retrieve
+    from odqa.schema import DOC_ALIASES_FILE, QA_FILE, RETRIEVED_FILE
+
+    with tracking.tracked_stage(mlflow_run.path, "retrieve", {"top_k": top_k}) as sr:
+        out = retrieve(
+            index.path, f"{eval_qa.path}/{QA_FILE}", f"{retrieved.path}/{RETRIEVED_FILE}", top_k=top_k
+        )
+        values = evaluate_retrieval(
+            out, f"{eval_qa.path}/{QA_FILE}", retrieved.path, f"{passages.path}/{DOC_ALIASES_FILE}"
+        )
+        flat = flat_metrics(values)
+        sr.log_metrics(flat)
+        sr.log_artifact(f"{retrieved.path}/{PLOT_FILE}")
+        for k, v in flat.items():
+            metrics.log_metric(k.replace("@", "_at_"), v)
+        with open(report.path, "w", encoding="utf-8") as f:
+            f.write(html_report("Retrieval", values, [f"{retrieved.path}/{PLOT_FILE}"]))
+
+
+@dsl.component(base_image=IMAGE)
+def train_reader(
+    train_qa: Input[Dataset],
+    passages: Input[Dataset],
+    reader_model: str,
+    epochs: float,
+    config: dict,
+    mlflow_run: Input[Artifact],
+    reader: Output[Model],
+):
+    """Train one extractive reader; `config` (one item of the pipeline's reader_configs) overrides
+    the shared reader_model/epochs."""
+    from odqa import tracking
+    from odqa.pipeline import typed_config
+    from odqa.reader.config import ReaderTrainConfig
+    from odqa.reader.train import train_reader
+    from odqa.schema import PASSAGES_FILE, QA_FILE
+
+    settings = {"reader_model": reader_model or None, "epochs": epochs, **config}
+    with tracking.tracked_stage(mlflow_run.path, "train_reader", settings) as sr:
+        train_reader(
+            typed_config(ReaderTrainConfig, settings),
+            f"{train_qa.path}/{QA_FILE}",
+            reader.path,
+            f"{passages.path}/{PASSAGES_FILE}",
+        )
+        sr.log_artifact(f"{reader.path}/odqa_reader.json")
+        sr.log_artifact(f"{reader.path}/training_loss.png")
+        reader.metadata["config"] = settings
+
+
+@dsl.component(base_image=IMAGE)
+def predict(
+    reader: Input[Model],
+    retrieved: Input[Dataset],
+    config: dict,
+    mlflow_run: Input[Artifact],
+    predictions: Output[Dataset],
+):
+    """Read the retrieved passages and write predictions.json + nbest.json."""
+    from odqa import tracking
+    from odqa.pipeline import score_histogram, typed_config
+    from odqa.reader.config import PredictConfig
+    from odqa.reader.predict import predict
+    from odqa.schema import RETRIEVED_FILE
+
+    params = {**config, "reader": reader.metadata.get("config", {})}
+    with tracking.tracked_stage(mlflow_run.path, "predict", params) as sr:
+        result = predict(
+            typed_config(PredictConfig, config),
+            reader.path,
+            f"{retrieved.path}/{RETRIEVED_FILE}",
+            predictions.path,
+        )
+        sr.log_metrics({"questions": result.questions, "questions_per_second": result.questions_per_second})
+        sr.log_artifact(result.predictions_path)
+        sr.log_artifact(result.nbest_path)
+        sr.log_artifact(score_histogram(result.nbest_path, f"{predictions.path}/answer_scores.png"))
+
+
+@dsl.component(base_image=IMAGE)
+def ensemble(
+    members: Input[list[Dataset]],
+    config: dict,
+    mlflow_run: Input[Artifact],
+    predictions: Output[Dataset],
+):
+    """Combine the readers' n-best lists (one member passes through)."""
+    from odqa import tracking
+    from odqa.ensemble import EnsembleConfig, ensemble
+    from odqa.pipeline import score_histogram, typed_config
+
+    with tracking.tracked_stage(mlflow_run.path, "ensemble", {**config, "members": len(members)}) as sr:
+        out = ensemble(typed_config(EnsembleConfig, config), [m.path for m in members], predictions.path)
+        sr.log_artifact(out / "predictions.json")
+        sr.log_artifact(out / "nbest.json")
+        sr.log_artifact(score_histogram(out / "nbest.json", out / "answer_scores.png"))
+
+
+@dsl.component(base_image=IMAGE)
+def evaluate(
+    eval_qa: Input[Dataset],
+    predictions: Input[Dataset],
+    retrieved: Input[Dataset],
+    passages: Input[Dataset],
+    top_k: int,
+    mlflow_run: Input[Artifact],
+    scores: Output[Dataset],
+    metrics: Output[Metrics],
+    report: Output[Markdown],
+):
+    """EM/F1 of the final predictions, split by whether retrieval found the gold document."""
+    from odqa import tracking
+    from odqa.evaluation import EvaluateConfig, evaluate
+    from odqa.pipeline import flat_metrics, markdown_report
+    from odqa.schema import DOC_ALIASES_FILE, METRICS_FILE, PREDICTIONS_FILE, QA_FILE, RETRIEVED_FILE
+
+    config = EvaluateConfig(top_k=top_k)
+    with tracking.tracked_stage(mlflow_run.path, "evaluate", vars(config)) as sr:
+        values = evaluate(
+            config,
+            f"{eval_qa.path}/{QA_FILE}",
+            f"{predictions.path}/{PREDICTIONS_FILE}",
+            f"{scores.path}/{METRICS_FILE}",
+            retrieved_path=f"{retrieved.path}/{RETRIEVED_FILE}",
+            doc_aliases_path=f"{passages.path}/{DOC_ALIASES_FILE}",
+        )
+        flat = flat_metrics(values)
+        sr.log_metrics(flat)
+        sr.log_artifact(f"{scores.path}/{METRICS_FILE}")
+        for k, v in flat.items():
+            metrics.log_metric(k, v)
+        with open(report.path, "w", encoding="utf-8") as f:
+            f.write(markdown_report("Evaluation", values))
+
+
+@dsl.component(base_image=IMAGE)
+def register(
+    scores: Input[Dataset],
+    eval_qa: Input[Dataset],
+    index: Input[Model],
+    readers: Input[list[Model]],
+    predict_config: dict,
+    ensemble_config: dict,
+    top_k: int,
+    model_name: str,
+    promotion_metric: str,
+    promotion_margin: float,
+    mlflow_run: Input[Artifact],
+    decision: Output[Markdown],
+) -> str:
+    """Log the servable model, register a version (alias challenger) and promote it to champion only
+    when its complete evaluation beats the champion's on the same eval set."""
+    from odqa import serving, tracking
+    from odqa.data import load_qa
+    from odqa.io import read_json
+    from odqa.schema import METRICS_FILE, QA_FILE
+
+    tracking_uri, parent_run_id = tracking.read_run_handle(mlflow_run.path)
+    qa_path = f"{eval_qa.path}/{QA_FILE}"
+    config = tracking.RegisterConfig(model_name, promotion_metric, promotion_margin)
+    with tracking.stage_run(tracking_uri, parent_run_id, "register", vars(config)) as sr:
+        evaluation = tracking.Evaluation(
+            read_json(f"{scores.path}/{METRICS_FILE}"),
+            tracking.file_fingerprint(qa_path),
+            len(load_qa(qa_path).examples),
+        )
+        model_uri = serving.log_model(
+            tracking_uri,
+            parent_run_id,
+            index.path,
+            [r.path for r in readers],
+            predict_config,
+            ensemble_config,
+            top_k,
+        )
+        version = tracking.register_version(tracking_uri, model_name, model_uri, run_id=parent_run_id)
+        result = tracking.promote(tracking_uri, config, version, evaluation, run_id=parent_run_id)
+        sr.set_tags(
+            {"odqa.model_name": model_name, "odqa.model_version": version, tracking.REASON_TAG: result.reason}
+        )
+        tracking.client(tracking_uri).set_tag(parent_run_id, "odqa.model_name", model_name)
+        tracking.client(tracking_uri).set_tag(parent_run_id, "odqa.model_version", version)
+        with open(decision.path, "w", encoding="utf-8") as f:
+            f.write(f"# Registry\n\n{model_name} v{version}: {result.reason}\n")
+    tracking.finish_pipeline_run(tracking_uri, parent_run_id)
+    return "promoted" if result.promoted else "kept"

@@ -1,0 +1,115 @@
+"""`odqa pipeline compile | run --local | submit | schedule`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+# Shortcuts for the most used pipeline parameters; any other one via --param name=value (JSON values).
+SHORTCUTS = {
+    "data_uri": str,
+    "analyzer": str,
+    "index_kind": str,
+    "reader_model": str,
+    "epochs": float,
+    "top_k": int,
+    "score_mode": str,
+    "experiment": str,
+    "model_name": str,
+    "promotion_metric": str,
+    "promotion_margin": float,
+}
+
+
+def add_commands(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "pipeline", help="compile, run locally, submit or schedule the Kubeflow DAG"
+    )
+    sub = parser.add_subparsers(dest="pipeline_command", required=True, metavar="ACTION")
+
+    p = sub.add_parser("compile", help="write pipelines/odqa_pipeline.yaml")
+    p.add_argument("--out", default=None, help="output YAML (default: pipelines/odqa_pipeline.yaml)")
+    p.set_defaults(func=_compile)
+
+    p = sub.add_parser("run", help="run the whole DAG with the kfp local runner into runs/<timestamp>/")
+    p.add_argument("--local", action="store_true", required=True, help="use the kfp local subprocess runner")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: sqlite:///<runs-dir>/mlflow.db, shared across runs so a new "
+        "model is compared with the champion of earlier runs)",
+    )
+    _add_params(p)
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("submit", help="submit the compiled pipeline to Kubeflow Pipelines")
+    p.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080")
+    p.add_argument("--kfp-experiment", default="odqa")
+    _add_params(p)
+    p.set_defaults(func=_submit)
+
+    p = sub.add_parser("schedule", help="create a recurring run on Kubeflow Pipelines")
+    p.add_argument("--host", required=True)
+    p.add_argument("--cron", required=True, help='6 fields, seconds first, e.g. "0 0 3 * * *" (03:00 daily)')
+    p.add_argument("--job-name", default="odqa-nightly")
+    p.add_argument("--kfp-experiment", default="odqa")
+    _add_params(p)
+    p.set_defaults(func=_schedule)
+
+
+def _add_params(p: argparse.ArgumentParser) -> None:
+    for name, kind in SHORTCUTS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None)
+    p.add_argument(
+        "--reader-configs",
+        type=json.loads,
+        default=None,
+        help='JSON list, one reader trained per item, e.g. \'[{"hidden_size": 128}, {"hidden_size": 256}]\'',
+    )
+    p.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="any pipeline parameter"
+    )
+
+
+def _params(args: argparse.Namespace) -> dict:
+    from odqa.pipeline import parse_params
+
+    params = {name: getattr(args, name) for name in SHORTCUTS if getattr(args, name) is not None}
+    if args.reader_configs is not None:
+        params["reader_configs"] = args.reader_configs
+    params.update(parse_params(args.param))
+    return params
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from odqa.pipeline import PIPELINE_YAML, compile_pipeline
+
+    print(compile_pipeline(args.out or PIPELINE_YAML))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from odqa.pipeline import LocalRunConfig, run_local
+
+    result = run_local(LocalRunConfig(args.runs_dir, args.tracking_uri, _params(args)))
+    print(result.summary)
+    print(f"artifacts: {result.run_dir}")
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from odqa.pipeline import submit
+
+    print(submit(args.host, _params(args), experiment=args.kfp_experiment))
+    return 0
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    from odqa.pipeline import schedule, validate_cron
+
+    validate_cron(args.cron)
+    print(
+        schedule(args.host, args.cron, _params(args), job_name=args.job_name, experiment=args.kfp_experiment)
+    )
+    return 0

@@ -1,0 +1,63 @@
+"""Load a document collection: the competition's `wikipedia_documents.json` (a dict keyed "0".."N"),
+a JSON list, or JSONL. Empty texts are kept here; preprocess drops and counts them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from odqa.errors import InputError
+from odqa.io import iter_jsonl, read_json, write_jsonl
+from odqa.schema import Document
+
+_CORE_FIELDS = ("document_id", "doc_id", "title", "text")
+
+
+def load_documents(path: str | os.PathLike) -> list[Document]:
+    """doc_id is the record's `document_id` (or `doc_id`), else its key (dict) or position (list)."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        items: Iterable[tuple[str, Any]] = ((str(i), rec) for i, rec in enumerate(iter_jsonl(path)))
+    else:
+        data = read_json(path)
+        if isinstance(data, dict):
+            items = ((str(k), v) for k, v in data.items())
+        elif isinstance(data, list):
+            items = ((str(i), v) for i, v in enumerate(data))
+        else:
+            raise InputError("expected a JSON object keyed by id or a JSON list of documents", path=path)
+    documents = list(_iter_documents(items, path))
+    if not documents:
+        raise InputError("no documents found", path=path)
+    return documents
+
+
+def write_documents(path: str | os.PathLike, documents: Iterable[Document]) -> int:
+    """Write documents as JSONL in the same record shape load_documents reads back."""
+    return write_jsonl(
+        path, ({"document_id": d.doc_id, "title": d.title, "text": d.text, **d.meta} for d in documents)
+    )
+
+
+def _iter_documents(items: Iterable[tuple[str, Any]], path: Path) -> Iterator[Document]:
+    seen: set[str] = set()
+    for key, rec in items:
+        if not isinstance(rec, dict):
+            raise InputError("document is not a JSON object", path=path, record=key)
+        doc_id = rec.get("document_id", rec.get("doc_id", key))
+        if doc_id is None or isinstance(doc_id, (dict, list)):
+            raise InputError("document_id must be a string or integer", path=path, record=key)
+        doc_id = str(doc_id)
+        if "text" not in rec:
+            raise InputError("missing field 'text'", path=path, record=doc_id)
+        text = rec["text"] if rec["text"] is not None else ""
+        title = rec.get("title") or ""
+        if not isinstance(text, str) or not isinstance(title, str):
+            raise InputError("'text' and 'title' must be strings", path=path, record=doc_id)
+        if doc_id in seen:
+            raise InputError(f"duplicate document id {doc_id!r}", path=path, record=doc_id)
+        seen.add(doc_id)
+        meta = {k: v for k, v in rec.items() if k not in _CORE_FIELDS}
+        yield Document(doc_id=doc_id, title=title, text=text, meta=meta)

@@ -1,0 +1,193 @@
+"""Ensemble stage: combine several readers' n-best lists into one predictions.json + nbest.json.
+
+Candidates are merged by normalised answer text, because two readers (or two passages) that propose
+"세종대왕" with different offsets are voting for the same answer. Soft methods score every merged
+candidate from each member's list; `hard_vote` counts each member's top-1 answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from odqa.errors import InputError
+from odqa.evaluation import normalize_answer
+from odqa.io import read_json, write_json
+from odqa.schema import NBEST_FILE, PREDICTIONS_FILE
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("prob_product", "logit_sum", "rank_average", "hard_vote")
+ENSEMBLE_REPORT_FILE = "ensemble.json"
+
+
+@dataclass
+class EnsembleConfig:
+    method: str = "prob_product"
+    # One weight per member (same order as the nbest paths); None = equal weights.
+    weights: list[float] | None = None
+    n_best: int = 20
+    # Probability a member gives an answer missing from its n-best list (prob_product only).
+    floor_prob: float = 1e-4
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise InputError(f"unknown ensemble method {self.method!r}; known: {', '.join(METHODS)}")
+        if self.n_best < 1:
+            raise InputError("n_best must be at least 1")
+        if not 0 < self.floor_prob < 1:
+            raise InputError("floor_prob must be in (0, 1)")
+
+
+def answer_key() -> Callable[[str], str]:
+    """The KorQuAD answer normalisation of the evaluation stage, so merged answers are the ones EM equates."""
+    return normalize_answer
+
+
+def _candidate_logit(entry: dict) -> float:
+    return float(entry.get("start_logit", 0.0)) + float(entry.get("end_logit", 0.0))
+
+
+@dataclass
+class _MemberView:
+    """One member's candidates for one question, merged by answer key (best entry kept as representative)."""
+
+    prob: dict[str, float]  # softmax over the member's n-best logits, summed per key
+    logit: dict[str, float]  # best logit sum per key
+    rank: dict[str, int]  # 1-based rank of the key's first appearance
+    entry: dict[str, dict]  # the best-ranked entry per key
+    top: str | None
+    length: int
+
+
+def _member_view(entries: list[dict], key: Callable[[str], str], n_best: int) -> _MemberView:
+    entries = [e for e in entries[:n_best] if str(e.get("text", "")).strip()]
+    logits = [_candidate_logit(e) for e in entries]
+    peak = max(logits, default=0.0)
+    exps = [math.exp(x - peak) for x in logits]
+    total = sum(exps) or 1.0
+    view = _MemberView({}, {}, {}, {}, None, len(entries))
+    for entry, logit, weight in zip(entries, logits, exps, strict=True):
+        k = key(entry["text"])
+        if not k:
+            continue
+        view.prob[k] = view.prob.get(k, 0.0) + weight / total
+        if k not in view.entry:
+            view.entry[k] = entry
+            view.logit[k] = logit
+            view.rank[k] = len(view.rank) + 1
+            if view.top is None:
+                view.top = k
+    return view
+
+
+def _scores(views: list[_MemberView], weights: list[float], config: EnsembleConfig) -> dict[str, float]:
+    keys = list(dict.fromkeys(k for v in views for k in v.entry))
+    scores: dict[str, float] = {}
+    for k in keys:
+        if config.method == "prob_product":
+            # weighted sum of log-probabilities == log of the weighted product
+            scores[k] = sum(
+                w * math.log(v.prob.get(k, config.floor_prob)) for v, w in zip(views, weights, strict=True)
+            )
+        elif config.method == "logit_sum":
+            # a member that did not propose k contributes its weakest logit
+            scores[k] = sum(
+                w * v.logit.get(k, min(v.logit.values(), default=0.0))
+                for v, w in zip(views, weights, strict=True)
+            )
+        elif config.method == "rank_average":
+            # lower average rank is better; a missing answer ranks just after the member's list
+            mean_rank = sum(w * v.rank.get(k, len(v.rank) + 1) for v, w in zip(views, weights, strict=True))
+            scores[k] = -mean_rank / sum(weights)
+        else:  # hard_vote: weighted top-1 votes (ties are broken in _rank)
+            scores[k] = sum(w for v, w in zip(views, weights, strict=True) if v.top == k)
+    return scores
+
+
+def _rank(scores: dict[str, float], views: list[_MemberView], weights: list[float]) -> list[str]:
+    """Best first; equal scores fall back to the weighted summed probability, then first appearance."""
+    support = {k: sum(w * v.prob.get(k, 0.0) for v, w in zip(views, weights, strict=True)) for k in scores}
+    return sorted(scores, key=lambda k: (scores[k], support[k]), reverse=True)
+
+
+def _read_nbest(path: Path) -> dict[str, list[dict]]:
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise InputError("nbest file must be a JSON object {question id: [candidates]}", path=path)
+    for qid, entries in data.items():
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and "text" in e for e in entries):
+            raise InputError("each n-best entry must be an object with a 'text' field", path=path, record=qid)
+    return data
+
+
+def combine(nbests: list[dict[str, list[dict]]], config: EnsembleConfig) -> tuple[dict, dict]:
+    """In-memory ensemble: (predictions {id: text}, nbest {id: [entries]}) from member n-best dicts."""
+    if not nbests:
+        raise InputError("an ensemble needs at least one member")
+    weights = list(config.weights) if config.weights is not None else [1.0] * len(nbests)
+    if len(weights) != len(nbests):
+        raise InputError(f"{len(weights)} weights for {len(nbests)} ensemble members")
+    if any(w <= 0 for w in weights):
+        raise InputError("ensemble weights must be positive")
+    key = answer_key()
+    qids = list(dict.fromkeys(q for nb in nbests for q in nb))
+    predictions: dict[str, str] = {}
+    merged_nbest: dict[str, list[dict]] = {}
+    for qid in qids:
+        present = [(nb[qid], w) for nb, w in zip(nbests, weights, strict=True) if qid in nb]
+        views = [_member_view(entries, key, config.n_best) for entries, _ in present]
+        member_weights = [w for _, w in present]
+        scores = _scores(views, member_weights, config)
+        ranked = _rank(scores, views, member_weights)[: config.n_best]
+        entries = []
+        for k in ranked:
+            # representative: the entry of the heaviest member that proposed k (first member on ties)
+            rep = max(
+                ((v.entry[k], w) for v, w in zip(views, member_weights, strict=True) if k in v.entry),
+                key=lambda ew: ew[1],
+            )[0]
+            entry = dict(rep)
+            entry["score"] = scores[k]
+            entry["votes"] = sum(1 for v in views if k in v.entry)
+            entries.append(entry)
+        merged_nbest[qid] = entries
+        predictions[qid] = entries[0]["text"] if entries else ""
+    return predictions, merged_nbest
+
+
+def ensemble(config: EnsembleConfig, nbest_paths: list, out_dir) -> Path:
+    """Ensemble member nbest.json files into out_dir/predictions.json and out_dir/nbest.json."""
+    paths = [Path(p) for p in nbest_paths]
+    paths = [p / NBEST_FILE if p.is_dir() else p for p in paths]
+    nbests = [_read_nbest(p) for p in paths]
+    predictions, merged = combine(nbests, config)
+    out_dir = Path(out_dir)
+    write_json(out_dir / NBEST_FILE, merged)
+    write_json(out_dir / PREDICTIONS_FILE, predictions)
+    agreement = _top1_agreement(nbests)
+    write_json(
+        out_dir / ENSEMBLE_REPORT_FILE,
+        {"config": asdict(config), "members": [str(p) for p in paths], "top1_agreement": agreement},
+    )
+    logger.info(
+        "ensembled %d members (%s) over %d questions; members agree on top-1 for %.1f%%",
+        len(paths),
+        config.method,
+        len(predictions),
+        100 * agreement,
+    )
+    return out_dir
+
+
+def _top1_agreement(nbests: list[dict[str, list[dict]]]) -> float:
+    """Share of questions where every member's top-1 answer normalises to the same text."""
+    key = answer_key()
+    qids = set.intersection(*(set(nb) for nb in nbests)) if nbests else set()
+    if not qids:
+        return 0.0
+    same = sum(1 for q in qids if len({key(nb[q][0]["text"]) if nb[q] else "" for nb in nbests}) == 1)
+    return same / len(qids)

@@ -1,0 +1,15 @@
+"""EM/F1 evaluation (KorQuAD 1.0 and SQuAD 1.1 official definitions)."""
+
+from odqa.evaluation.evaluate import EvaluateConfig, evaluate
+from odqa.evaluation.metrics import METRICS, exact_match, f1, normalize_answer, question_scores, score
+
+__all__ = [
+    "METRICS",
+    "EvaluateConfig",
+    "evaluate",
+    "exact_match",
+    "f1",
+    "normalize_answer",
+    "question_scores",
+    "score",
+]

@@ -1,0 +1,75 @@
+"""Exact match and F1 exactly as the official scripts compute them.
+
+`korquad`: KorQuAD 1.0 `evaluate-v1.0.py` (F1 over characters, since Korean words carry particles).
+`squad`: SQuAD 1.1 `evaluate-v1.1.py` (F1 over whitespace tokens, English articles removed).
+Both scripts add per-question scores in dataset order and divide at the end; `score` does the same
+so results agree to the last digit.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Iterable
+
+METRICS = ("korquad", "squad")
+
+_KORQUAD_SPACED = re.compile("['\"《》<>〈〉()‘’]")
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = set(string.punctuation)
+
+
+def normalize_answer(text: str, metric: str = "korquad") -> str:
+    if metric == "korquad":
+        text = _KORQUAD_SPACED.sub(" ", text).lower()
+        text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    elif metric == "squad":
+        text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+        text = _ARTICLES.sub(" ", text)
+    else:
+        raise ValueError(f"unknown metric {metric!r}; known: {METRICS}")
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, gold: str, metric: str = "korquad") -> bool:
+    return normalize_answer(prediction, metric) == normalize_answer(gold, metric)
+
+
+def f1(prediction: str, gold: str, metric: str = "korquad") -> float:
+    pred_tokens = normalize_answer(prediction, metric).split()
+    gold_tokens = normalize_answer(gold, metric).split()
+    if metric == "korquad":  # characters of the words, spaces removed
+        pred_tokens = [ch for tok in pred_tokens for ch in tok]
+        gold_tokens = [ch for tok in gold_tokens for ch in tok]
+    num_same = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
+    if num_same == 0:
+        return 0
+    precision = 1.0 * num_same / len(pred_tokens)
+    recall = 1.0 * num_same / len(gold_tokens)
+    return (2 * precision * recall) / (precision + recall)
+
+
+def question_scores(prediction: str, golds: list[str], metric: str = "korquad") -> tuple[bool, float]:
+    """(EM, F1) of one prediction: the best over its gold answers."""
+    return (
+        max(exact_match(prediction, g, metric) for g in golds),
+        max(f1(prediction, g, metric) for g in golds),
+    )
+
+
+def score(
+    golds: Iterable[tuple[str, list[str]]], predictions: dict[str, str], metric: str = "korquad"
+) -> dict:
+    """{exact_match, f1, total} over (id, gold answers) pairs, 0-100; an unanswered id scores 0."""
+    em_sum = f1_sum = total = 0
+    for qid, answers in golds:
+        total += 1
+        if qid not in predictions:
+            continue
+        em, f = question_scores(predictions[qid], answers, metric)
+        em_sum += em
+        f1_sum += f
+    if total == 0:
+        return {"exact_match": 0.0, "f1": 0.0, "total": 0}
+    return {"exact_match": 100.0 * em_sum / total, "f1": 100.0 * f1_sum / total, "total": total}

@@ -1,0 +1,328 @@
+"""The Kubeflow pipeline as something to compile, run locally, submit or schedule, plus the small
+reports its components write. Heavy imports (kfp, mlflow, matplotlib) happen inside functions so KFP
+components can import this module cheaply."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from odqa.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PIPELINE_YAML = REPO_ROOT / "pipelines" / "odqa_pipeline.yaml"
+PIPELINE_NAME = "odqa"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data pulls and reports (used inside components)
+
+
+def resolve_data_uri(uri: str) -> Path:
+    """A user's data location as a local path: '' is KorQuAD 1.0 dev from ODQA_DATA_DIR; a path or
+    file:// URI is used as is (on a cluster: a mounted volume, or a gcs/s3 fuse path)."""
+    from odqa import settings
+
+    if not uri:
+        return settings.korquad_dev_path()
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        path = Path(parsed.path if parsed.scheme == "file" else uri).expanduser()
+        if not path.exists():
+            raise InputError("data not found", path=path)
+        return path
+    raise InputError(f"unsupported data URI scheme {parsed.scheme!r}: use a path or file:// URI", path=uri)
+
+
+def copy_file(src: str | os.PathLike, dest_dir: str | os.PathLike, name: str) -> Path:
+    """Place `src` as `dest_dir/name` (an artifact folder with the standard file name)."""
+    from odqa.io import atomic_path
+
+    dest = Path(dest_dir) / name
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return dest
+
+
+def typed_config(config_class: type, values: dict[str, Any]) -> Any:
+    """A stage config from KFP parameter values: KFP carries numbers inside dicts and lists as
+    floats, so a whole float for an int field becomes an int again."""
+    import dataclasses
+
+    types = {f.name: str(f.type) for f in dataclasses.fields(config_class)}
+    fixed = {}
+    for key, value in values.items():
+        kind = types.get(key, "")
+        if isinstance(value, float) and value.is_integer() and "int" in kind and "float" not in kind:
+            value = int(value)
+        fixed[key] = value
+    return config_class(**fixed)
+
+
+def score_histogram(nbest_path: str | os.PathLike, png_path: str | os.PathLike) -> Path:
+    """Histogram of each question's top answer score: a reader that is unsure everywhere shows it here."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from odqa.io import atomic_path, read_json
+
+    nbest = read_json(nbest_path)
+    scores = [float(entries[0]["score"]) for entries in nbest.values() if entries]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(scores, bins=30, color="tab:blue")
+    ax.set_xlabel("top answer score")
+    ax.set_ylabel("questions")
+    ax.set_title(f"Answer scores ({len(scores)} questions)")
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return Path(png_path)
+
+
+def _flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out.update(_flat_metrics(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"{prefix}{k}"] = float(v)
+    return out
+
+
+def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """Nested numeric metrics as dotted keys (for MLflow and KFP Metrics)."""
+    return _flat_metrics(metrics)
+
+
+def markdown_report(title: str, metrics: dict[str, Any], notes: Iterable[str] = ()) -> str:
+    lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
+    for k, v in flat_metrics(metrics).items():
+        lines.append(f"| {k} | {v:.4g} |")
+    lines += ["", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def html_report(title: str, metrics: dict[str, Any], images: Iterable[str | os.PathLike] = ()) -> str:
+    """A self-contained page (images inlined) for the KFP UI's HTML viewer."""
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>" for k, v in flat_metrics(metrics).items()
+    )
+    imgs = "".join(
+        f'<img src="data:image/png;base64,{base64.b64encode(Path(p).read_bytes()).decode()}"/>'
+        for p in images
+        if Path(p).is_file()
+    )
+    return f"<html><body><h1>{html.escape(title)}</h1><table>{rows}</table>{imgs}</body></html>\n"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Compile / run / submit / schedule
+
+
+def load_pipeline():
+    """The pipeline function from pipelines/odqa_pipeline.py (components/ and pipelines/ live beside
+    src/ in the repository, not in the installed package)."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from pipelines.odqa_pipeline import odqa_pipeline
+
+    return odqa_pipeline
+
+
+def compile_pipeline(out_path: str | os.PathLike = PIPELINE_YAML) -> Path:
+    from kfp import compiler
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".tmp-{out_path.name}")
+    compiler.Compiler().compile(load_pipeline(), str(tmp))
+    os.replace(tmp, out_path)
+    return out_path
+
+
+def validate_cron(expression: str) -> str:
+    """KFP cron has six fields, seconds first ("0 0 3 * * *" = 03:00 daily)."""
+    fields = expression.split()
+    if len(fields) == 5:
+        raise InputError(
+            f"cron {expression!r} has 5 fields; Kubeflow Pipelines cron has 6, seconds first: "
+            f"use '0 {expression}' to run at second 0 of those minutes"
+        )
+    if len(fields) != 6:
+        raise InputError(
+            f"cron {expression!r} has {len(fields)} fields; expected 6 (sec min hour dom month dow)"
+        )
+    return expression
+
+
+@dataclass
+class LocalRunConfig:
+    runs_dir: str = "runs"
+    tracking_uri: str | None = None  # None: sqlite:///<runs_dir>/mlflow.db, shared by all local runs
+    # Pipeline parameters (see pipelines/odqa_pipeline.py); unknown names are an InputError.
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LocalRunResult:
+    run_dir: Path
+    tracking_uri: str
+    parent_run_id: str
+    summary: str
+    seconds: float
+
+
+def _pipeline_parameters() -> dict[str, Any]:
+    """Pipeline parameter name -> annotation."""
+    import inspect
+
+    return {n: p.annotation for n, p in inspect.signature(load_pipeline().pipeline_func).parameters.items()}
+
+
+def run_local(config: LocalRunConfig) -> LocalRunResult:
+    """Run the whole DAG with the kfp local runner; everything lands in runs/<timestamp>/."""
+    from kfp import local
+
+    from odqa import tracking
+
+    types = _pipeline_parameters()
+    unknown = sorted(set(config.params) - set(types))
+    if unknown:
+        raise InputError(f"unknown pipeline parameter(s) {unknown}; known: {sorted(types)}")
+    # KFP checks argument types strictly: an int given for a float parameter is an error there.
+    given = {k: float(v) if types[k] is float and isinstance(v, int) else v for k, v in config.params.items()}
+    runs_dir = Path(config.runs_dir).resolve()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = runs_dir / stamp
+    run_dir.mkdir(parents=True, exist_ok=False)
+    tracking_uri = config.tracking_uri or tracking.default_tracking_uri(runs_dir)
+    params = {
+        **given,
+        "tracking_uri": tracking_uri,
+        "run_name": given.get("run_name") or stamp,
+    }
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir / "artifacts"))
+    started = time.perf_counter()
+    load_pipeline()(**params)
+    seconds = time.perf_counter() - started
+    parent = _find_parent_run(tracking_uri, params.get("experiment", "odqa"), params["run_name"])
+    summary = run_summary(tracking_uri, parent, seconds)
+    from odqa.io import write_text
+
+    write_text(run_dir / "summary.txt", summary)
+    return LocalRunResult(run_dir, tracking_uri, parent, summary, seconds)
+
+
+def _find_parent_run(tracking_uri: str, experiment: str, run_name: str) -> str:
+    from odqa import tracking
+
+    c = tracking.client(tracking_uri)
+    exp = c.get_experiment_by_name(experiment)
+    runs = c.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`odqa.kind` = 'pipeline' and attributes.run_name = '{run_name}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise RuntimeError(f"no pipeline run named {run_name!r} in experiment {experiment!r}")
+    return runs[0].info.run_id
+
+
+def run_summary(tracking_uri: str, parent_run_id: str, wall_seconds: float | None = None) -> str:
+    """A plain-text table of a pipeline run: stage times, recall@k, EM/F1 and the registry decision."""
+    from odqa import tracking
+
+    c = tracking.client(tracking_uri)
+    parent = c.get_run(parent_run_id)
+    lines = [f"pipeline run {parent.info.run_name} ({parent_run_id}), status {parent.info.status}", ""]
+    lines.append(f"{'stage':<22} {'seconds':>8}  metrics")
+    for run in tracking.stage_runs(tracking_uri, parent_run_id):
+        m = run.data.metrics
+        shown = {
+            k: v
+            for k, v in m.items()
+            if k.startswith(("by_document.recall", "exact_match", "f1")) and "." not in k[3:]
+        }
+        shown.update({k: v for k, v in m.items() if k.startswith("by_document.recall_at_")})
+        text = "  ".join(f"{k.replace('by_document.', '')}={v:.3f}" for k, v in sorted(shown.items()))
+        lines.append(f"{run.info.run_name:<22} {m.get(tracking.DURATION_METRIC, float('nan')):>8.1f}  {text}")
+    tags = parent.data.tags
+    lines += [
+        "",
+        f"registry: {tags.get('odqa.model_name', '?')} v{tags.get('odqa.model_version', '?')} "
+        f"-> {tags.get(tracking.DECISION_TAG, 'no decision (register did not run)')}",
+        f"reason:   {tags.get(tracking.REASON_TAG, '-')}",
+    ]
+    if wall_seconds is not None:
+        lines.append(f"wall time: {wall_seconds:.0f} s")
+    lines.append(f"tracking:  {tracking_uri}")
+    return "\n".join(lines) + "\n"
+
+
+def client_for(host: str):
+    import kfp
+
+    return kfp.Client(host=host)
+
+
+def submit(host: str, params: dict[str, Any], experiment: str = "odqa", package: Path = PIPELINE_YAML) -> str:
+    """Submit the compiled pipeline to a Kubeflow Pipelines endpoint; returns the KFP run id."""
+    run = client_for(host).create_run_from_pipeline_package(
+        str(package), arguments=params, experiment_name=experiment, enable_caching=None
+    )
+    return run.run_id
+
+
+def schedule(
+    host: str,
+    cron: str,
+    params: dict[str, Any],
+    job_name: str = "odqa-nightly",
+    experiment: str = "odqa",
+    package: Path = PIPELINE_YAML,
+) -> str:
+    """A recurring run (max_concurrency 1: runs never race each other for the champion alias)."""
+    validate_cron(cron)
+    c = client_for(host)
+    exp = c.create_experiment(experiment)
+    job = c.create_recurring_run(
+        experiment_id=exp.experiment_id,
+        job_name=job_name,
+        cron_expression=cron,
+        max_concurrency=1,
+        pipeline_package_path=str(package),
+        params=params,
+        no_catchup=True,
+    )
+    return job.recurring_run_id
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """`name=value` pairs; values are JSON when they parse as JSON, otherwise strings."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise InputError(f"pipeline parameter {pair!r} must look like name=value")
+        key, value = pair.split("=", 1)
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params

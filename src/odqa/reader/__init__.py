@@ -1,0 +1,1 @@
+"""Extractive reader: tokenizer, windowed features, training and n-best inference."""

@@ -1,0 +1,137 @@
+"""Turn (question, context) pairs into model windows, as in the transformers question-answering example.
+
+A long context becomes several overlapping windows (`max_length`, `doc_stride`). For training, a window
+whose answer is not wholly inside it, and an example with no answer (a hard negative), are labelled with
+the CLS index so the model learns "no answer here". With `title_prefix` the model reads
+f"{title}\\n{context}"; offsets are shifted so labels and predicted spans stay context-relative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from odqa.errors import InputError
+from odqa.schema import QAExample
+
+CLS_INDEX = 0  # BERT-style tokenizers put [CLS] first; labels for "no answer in this window" point here.
+
+
+@dataclass
+class ReaderSettings:
+    """How text is windowed; saved with a trained reader so predict reads text exactly as training did."""
+
+    max_length: int = 256
+    doc_stride: int = 64
+    title_prefix: bool = False
+
+
+def reader_context(title: str, context: str, title_prefix: bool) -> tuple[str, int]:
+    """The text the model reads and how many characters precede `context` in it."""
+    if title_prefix and title:
+        prefix = f"{title}\n"
+        return prefix + context, len(prefix)
+    return context, 0
+
+
+def _encode(tokenizer, questions: list[str], contexts: list[str], settings: ReaderSettings):
+    """Tokenize pairs into overflowing windows with offsets (only the context is ever truncated)."""
+    # transformers 5: a tokenizers-backed tokenizer omits token_type_ids unless asked (FACTS.md).
+    wants_types = "token_type_ids" in tokenizer.model_input_names
+    return tokenizer(
+        [q.lstrip() for q in questions],
+        contexts,
+        truncation="only_second",
+        max_length=settings.max_length,
+        stride=settings.doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        return_token_type_ids=wants_types,
+        padding=False,
+    )
+
+
+def _model_inputs(tokenizer, enc, i: int) -> dict[str, list[int]]:
+    return {name: enc[name][i] for name in tokenizer.model_input_names if name in enc}
+
+
+def train_features(
+    examples: list[QAExample], tokenizer, settings: ReaderSettings, path: object = None
+) -> list[dict]:
+    """One dict per window: model inputs + start_positions, end_positions, weight, example_index."""
+    contexts, shifts = [], []
+    for ex in examples:
+        for start, text in zip(ex.answers["answer_start"], ex.answers["text"], strict=False):
+            if ex.context[start : start + len(text)] != text:
+                raise InputError(
+                    f"answer {text!r} is not at answer_start {start} of the context", path=path, record=ex.id
+                )
+        ctx, shift = reader_context(ex.title, ex.context, settings.title_prefix)
+        contexts.append(ctx)
+        shifts.append(shift)
+    enc = _encode(tokenizer, [ex.question for ex in examples], contexts, settings)
+    features = []
+    for i, offsets in enumerate(enc["offset_mapping"]):
+        example_index = enc["overflow_to_sample_mapping"][i]
+        ex = examples[example_index]
+        start_pos, end_pos = answer_token_span(ex, shifts[example_index], offsets, enc.sequence_ids(i))
+        feature = _model_inputs(tokenizer, enc, i)
+        feature.update(
+            start_positions=start_pos, end_positions=end_pos, weight=ex.weight, example_index=example_index
+        )
+        features.append(feature)
+    return features
+
+
+def answer_token_span(
+    ex: QAExample, shift: int, offsets: list[tuple[int, int]], sequence_ids: list[int | None]
+) -> tuple[int, int]:
+    """Token indices of the (first) answer in this window, or (CLS, CLS) when it is absent or cut."""
+    if not ex.is_answerable:
+        return CLS_INDEX, CLS_INDEX
+    start_char = ex.answers["answer_start"][0] + shift
+    end_char = start_char + len(ex.answers["text"][0])
+    context_tokens = [t for t, s in enumerate(sequence_ids) if s == 1]
+    if not context_tokens:
+        return CLS_INDEX, CLS_INDEX
+    first, last = context_tokens[0], context_tokens[-1]
+    if not (offsets[first][0] <= start_char and offsets[last][1] >= end_char):
+        return CLS_INDEX, CLS_INDEX
+    start = first
+    while start <= last and offsets[start][0] <= start_char:
+        start += 1
+    end = last
+    while end >= first and offsets[end][1] >= end_char:
+        end -= 1
+    return start - 1, end + 1
+
+
+@dataclass
+class InferenceFeature:
+    """One window of one (question, passage) pair; `offsets[t]` is None for tokens that cannot be answers
+    (question, special tokens, title prefix), otherwise char offsets into the passage text."""
+
+    pair_index: int
+    inputs: dict[str, list[int]]
+    offsets: list[tuple[int, int] | None]
+
+
+def inference_features(
+    questions: list[str], titles: list[str], texts: list[str], tokenizer, settings: ReaderSettings
+) -> list[InferenceFeature]:
+    contexts, shifts = [], []
+    for title, text in zip(titles, texts, strict=True):
+        ctx, shift = reader_context(title, text, settings.title_prefix)
+        contexts.append(ctx)
+        shifts.append(shift)
+    enc = _encode(tokenizer, questions, contexts, settings)
+    features = []
+    for i, offsets in enumerate(enc["offset_mapping"]):
+        pair_index = enc["overflow_to_sample_mapping"][i]
+        shift = shifts[pair_index]
+        sequence_ids = enc.sequence_ids(i)
+        span_offsets: list[tuple[int, int] | None] = [
+            (s - shift, e - shift) if seq == 1 and s >= shift and e > s else None
+            for (s, e), seq in zip(offsets, sequence_ids, strict=True)
+        ]
+        features.append(InferenceFeature(pair_index, _model_inputs(tokenizer, enc, i), span_offsets))
+    return features

@@ -1,0 +1,285 @@
+"""Read retrieved passages and pick answer spans, with an n-best list per question.
+
+Every retrieved passage of a question is read; each window proposes its n-best spans and the question's
+candidates are ranked together. `logit_sum` ranks by start_logit + end_logit, which are not comparable
+across passages; `prob_product` ranks by softmax(start) * softmax(end) over each window's context tokens,
+so every window's best span is scored on the same 0..1 scale.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+from odqa.errors import InputError
+from odqa.io import iter_jsonl, read_json, write_json
+from odqa.reader.config import READER_CONFIG_FILE, PredictConfig
+from odqa.reader.features import InferenceFeature, ReaderSettings, inference_features
+from odqa.schema import NBEST_FILE, PREDICTIONS_FILE, Hit, QAExample, RetrievalResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PredictResult:
+    predictions_path: Path
+    nbest_path: Path
+    questions: int
+    seconds: float
+
+    @property
+    def questions_per_second(self) -> float:
+        return self.questions / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def feature_spans(
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    offsets: list[tuple[int, int] | None],
+    n_best: int,
+    max_answer_length: int,
+) -> list[dict]:
+    """The n-best valid spans of one window: start <= end, both in the context, length <= max tokens.
+
+    Probabilities are softmaxes over this window's context tokens only."""
+    context_idx = np.array([t for t, o in enumerate(offsets) if o is not None], dtype=np.int64)
+    if context_idx.size == 0:
+        return []
+    s_logits, e_logits = start_logits[context_idx], end_logits[context_idx]
+    s_probs, e_probs = _softmax(s_logits), _softmax(e_logits)
+    top_s = np.argsort(-s_logits, kind="stable")[:n_best]
+    top_e = np.argsort(-e_logits, kind="stable")[:n_best]
+    spans = []
+    for i in top_s:
+        for j in top_e:
+            start, end = context_idx[i], context_idx[j]
+            if end < start or end - start + 1 > max_answer_length:
+                continue
+            spans.append(
+                {
+                    "start_char": offsets[start][0],
+                    "end_char": offsets[end][1],
+                    "start_logit": float(s_logits[i]),
+                    "end_logit": float(e_logits[j]),
+                    "start_prob": float(s_probs[i]),
+                    "end_prob": float(e_probs[j]),
+                }
+            )
+    return spans
+
+
+def span_score(span: dict, score_mode: str, retrieval_prob: float | None) -> float:
+    if score_mode == "logit_sum":
+        score = span["start_logit"] + span["end_logit"]
+        return score + math.log(max(retrieval_prob, 1e-30)) if retrieval_prob is not None else score
+    score = span["start_prob"] * span["end_prob"]
+    return score * retrieval_prob if retrieval_prob is not None else score
+
+
+def results_from_gold(examples: list[QAExample]) -> list[RetrievalResult]:
+    """One-passage results holding each question's own context, so reader-only EM uses the same path."""
+    return [
+        RetrievalResult(
+            ex.id,
+            ex.question,
+            [Hit(ex.document_id or ex.id, ex.document_id, ex.title, ex.context, 1.0)],
+        )
+        for ex in examples
+    ]
+
+
+def load_retrieved(path: str | Path) -> list[RetrievalResult]:
+    results = []
+    for n, record in enumerate(iter_jsonl(path), start=1):
+        try:
+            results.append(RetrievalResult.from_dict(record))
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(
+                f"not a retrieval result ({type(e).__name__}: {e})", path=path, record=f"line {n}"
+            ) from None
+    return results
+
+
+class Reader:
+    """A loaded reader model + tokenizer + the windowing it was trained with."""
+
+    def __init__(self, model, tokenizer, settings: ReaderSettings):
+        if not getattr(tokenizer, "is_fast", False):
+            raise InputError("the reader needs a fast (tokenizers-backed) tokenizer for character offsets")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.settings = settings
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> Reader:
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise InputError("reader model folder not found", path=model_dir)
+        config_path = model_dir / READER_CONFIG_FILE
+        settings = ReaderSettings()
+        if config_path.is_file():
+            saved = read_json(config_path)
+            settings = ReaderSettings(
+                max_length=int(saved["max_length"]),
+                doc_stride=int(saved["doc_stride"]),
+                title_prefix=bool(saved["title_prefix"]),
+            )
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        model = AutoModelForQuestionAnswering.from_pretrained(str(model_dir))
+        return cls(model, tokenizer, settings)
+
+    def _logits(
+        self, features: list[InferenceFeature], batch_size: int
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Start/end logits per feature; batches are built from similar lengths to pad little."""
+        order = sorted(range(len(features)), key=lambda i: len(features[i].inputs["input_ids"]))
+        out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(features)
+        device = next(self.model.parameters()).device
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        with torch.inference_mode():
+            for batch in tqdm(batches, desc="read", unit="batch", leave=False):
+                inputs = pad_batch([features[i].inputs for i in batch], self.tokenizer.pad_token_id)
+                outputs = self.model(**{k: v.to(device) for k, v in inputs.items()})
+                starts = outputs.start_logits.float().cpu().numpy()
+                ends = outputs.end_logits.float().cpu().numpy()
+                for row, i in enumerate(batch):
+                    n = len(features[i].inputs["input_ids"])
+                    out[i] = (starts[row, :n], ends[row, :n])
+        return out  # type: ignore[return-value]
+
+    def predict(self, results: list[RetrievalResult], config: PredictConfig) -> tuple[dict, dict]:
+        """Returns (predictions {id: text}, nbest {id: [entry, ...]}) with entries as in DESIGN.md."""
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        pairs = reading_pairs(results, config.top_k_passages)
+        features = inference_features(
+            [results[qi].question for qi, _ in pairs],
+            [results[qi].passages[rank].title for qi, rank in pairs],
+            [results[qi].passages[rank].text for qi, rank in pairs],
+            self.tokenizer,
+            self.settings,
+        )
+        return select_answers(results, pairs, features, self._logits(features, config.batch_size), config)
+
+
+def reading_pairs(results: list[RetrievalResult], top_k_passages: int | None) -> list[tuple[int, int]]:
+    """(question index, passage index) for every passage the reader reads."""
+    return [(qi, rank) for qi, r in enumerate(results) for rank in range(len(r.passages[:top_k_passages]))]
+
+
+def select_answers(
+    results: list[RetrievalResult],
+    pairs: list[tuple[int, int]],
+    features: list[InferenceFeature],
+    logits: list[tuple[np.ndarray, np.ndarray]],
+    config: PredictConfig,
+) -> tuple[dict, dict]:
+    """Rank every window's spans per question; one n-best entry per distinct answer text."""
+    retrieval_probs: list[np.ndarray | None] = []
+    for result in results:
+        scores = np.array([h.score for h in result.passages[: config.top_k_passages]], dtype=np.float64)
+        retrieval_probs.append(_softmax(scores) if config.use_retrieval_score and scores.size else None)
+
+    candidates: list[list[dict]] = [[] for _ in results]
+    for feature, (starts, ends) in zip(features, logits, strict=True):
+        qi, rank = pairs[feature.pair_index]
+        hit = results[qi].passages[rank]
+        probs = retrieval_probs[qi]
+        retrieval_prob = float(probs[rank]) if probs is not None else None
+        for span in feature_spans(starts, ends, feature.offsets, config.n_best, config.max_answer_length):
+            candidates[qi].append(
+                {
+                    "text": hit.text[span["start_char"] : span["end_char"]],
+                    "score": span_score(span, config.score_mode, retrieval_prob),
+                    "start_logit": span["start_logit"],
+                    "end_logit": span["end_logit"],
+                    "start_prob": span["start_prob"],
+                    "end_prob": span["end_prob"],
+                    "passage_id": hit.passage_id,
+                    "doc_id": hit.doc_id,
+                    "passage_rank": rank + 1,
+                    "retrieval_score": hit.score,
+                }
+            )
+    if config.trim_particles:
+        from odqa.korean_answers import trim_particles
+
+        flat = [c for cands in candidates for c in cands]
+        for c, trimmed in zip(flat, trim_particles([c["text"] for c in flat]), strict=True):
+            c["text"] = trimmed
+
+    predictions, nbest = {}, {}
+    for result, cands in zip(results, candidates, strict=True):
+        cands.sort(key=lambda c: c["score"], reverse=True)
+        seen, best = set(), []
+        for c in cands:  # one entry per distinct text, at its best score
+            if c["text"].strip() and c["text"] not in seen:
+                seen.add(c["text"])
+                best.append(c)
+                if len(best) == config.n_best:
+                    break
+        nbest[result.id] = best
+        predictions[result.id] = best[0]["text"] if best else ""
+    return predictions, nbest
+
+
+def pad_batch(inputs: list[dict[str, list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a list of model inputs to the longest one (attention_mask 0 on padding)."""
+    width = max(len(x["input_ids"]) for x in inputs)
+    batch = {}
+    for name in inputs[0]:
+        pad = pad_token_id if name == "input_ids" else 0
+        batch[name] = torch.tensor(
+            [x[name] + [pad] * (width - len(x[name])) for x in inputs], dtype=torch.long
+        )
+    if "attention_mask" not in batch:
+        batch["attention_mask"] = torch.tensor(
+            [[1] * len(x["input_ids"]) + [0] * (width - len(x["input_ids"])) for x in inputs],
+            dtype=torch.long,
+        )
+    return batch
+
+
+def _write(predictions: dict, nbest: dict, out_dir: str | Path, n: int, seconds: float) -> PredictResult:
+    out_dir = Path(out_dir)
+    write_json(out_dir / PREDICTIONS_FILE, predictions)
+    write_json(out_dir / NBEST_FILE, nbest)
+    log.info("predicted %d questions in %.1fs (%.1f questions/s)", n, seconds, n / max(seconds, 1e-9))
+    return PredictResult(out_dir / PREDICTIONS_FILE, out_dir / NBEST_FILE, n, seconds)
+
+
+def predict(
+    config: PredictConfig, model_dir: str | Path, retrieved_path: str | Path, out_dir: str | Path
+) -> PredictResult:
+    """Read retrieved.jsonl and write predictions.json + nbest.json into out_dir."""
+    reader = Reader.load(model_dir)
+    results = load_retrieved(retrieved_path)
+    t0 = time.perf_counter()
+    predictions, nbest = reader.predict(results, config)
+    return _write(predictions, nbest, out_dir, len(results), time.perf_counter() - t0)
+
+
+def predict_gold(
+    config: PredictConfig, model_dir: str | Path, qa_path: str | Path, out_dir: str | Path
+) -> PredictResult:
+    """Like `predict`, but each question reads only its own (gold) context: reader-only accuracy."""
+    from odqa.data import load_qa
+
+    reader = Reader.load(model_dir)
+    results = results_from_gold(load_qa(qa_path).examples)
+    t0 = time.perf_counter()
+    predictions, nbest = reader.predict(results, config)
+    return _write(predictions, nbest, out_dir, len(results), time.perf_counter() - t0)

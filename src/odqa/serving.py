@@ -1,0 +1,139 @@
+"""The servable model: an MLflow pyfunc bundling the retriever index and the reader folder(s) as
+artifacts, so `models:/odqa@champion` answers questions with no access to the pipeline's files.
+
+Input: a DataFrame with a `question` column (or a list of strings); optional params `top_k`.
+Output: one record per question: answer, score, and the passages read with their retrieval scores.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+
+logger = logging.getLogger(__name__)
+
+INDEX_ARTIFACT = "index"
+READER_ARTIFACT_PREFIX = "reader_"
+SETTINGS_ARTIFACT = "settings"
+MODEL_NAME_IN_RUN = "odqa_model"
+
+
+class OdqaModel(mlflow.pyfunc.PythonModel):
+    """Retriever + reader(s); several readers are combined with the pipeline's ensemble settings."""
+
+    def load_context(self, context) -> None:
+        from odqa.ensemble import EnsembleConfig
+        from odqa.io import read_json
+        from odqa.reader.config import PredictConfig
+        from odqa.reader.predict import Reader
+        from odqa.retrieval.base import load_retriever
+
+        settings = read_json(context.artifacts[SETTINGS_ARTIFACT])
+        self.top_k = int(settings["top_k"])
+        self.predict_config = PredictConfig(**settings["predict_config"])
+        self.ensemble_config = EnsembleConfig(**settings["ensemble_config"])
+        self.retriever = load_retriever(context.artifacts[INDEX_ARTIFACT])
+        reader_keys = sorted(k for k in context.artifacts if k.startswith(READER_ARTIFACT_PREFIX))
+        self.readers = [Reader.load(context.artifacts[k]) for k in reader_keys]
+
+    def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        from odqa.ensemble import combine
+        from odqa.schema import RetrievalResult
+
+        questions = _questions(model_input)
+        top_k = int((params or {}).get("top_k") or self.top_k)
+        hits = self.retriever.search(questions, top_k)
+        results = [
+            RetrievalResult(str(i), q, h) for i, (q, h) in enumerate(zip(questions, hits, strict=True))
+        ]
+        nbests = [reader.predict(results, self.predict_config)[1] for reader in self.readers]
+        if len(nbests) == 1:
+            nbest = nbests[0]
+        else:
+            nbest = combine(nbests, self.ensemble_config)[1]
+        answers = []
+        for result in results:
+            best = (nbest.get(result.id) or [{}])[0]
+            answers.append(
+                {
+                    "question": result.question,
+                    "answer": best.get("text", ""),
+                    "score": float(best.get("score", 0.0)),
+                    "passage_id": best.get("passage_id"),
+                    "passages": [
+                        {"passage_id": h.passage_id, "title": h.title, "score": h.score, "text": h.text}
+                        for h in result.passages
+                    ],
+                }
+            )
+        return answers
+
+
+def _questions(model_input: Any) -> list[str]:
+    if hasattr(model_input, "columns"):  # pandas DataFrame
+        column = "question" if "question" in model_input.columns else model_input.columns[0]
+        return [str(q) for q in model_input[column].tolist()]
+    if isinstance(model_input, str):
+        return [model_input]
+    if isinstance(model_input, dict):
+        value = model_input.get("question", [])
+        return [value] if isinstance(value, str) else [str(q) for q in value]
+    return [str(q) for q in model_input]
+
+
+def log_model(
+    tracking_uri: str,
+    run_id: str,
+    index_dir: str | Path,
+    reader_dirs: list[str | Path],
+    predict_config: dict[str, Any] | None = None,
+    ensemble_config: dict[str, Any] | None = None,
+    top_k: int = 20,
+) -> str:
+    """Log the pyfunc (index + readers copied in as artifacts) to run `run_id`; returns its model URI."""
+    import tempfile
+
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    from odqa.io import write_json
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("string", "question")]),
+        params=ParamSchema([ParamSpec("top_k", "long", top_k)]),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        settings_path = Path(tmp) / "odqa_serving.json"
+        write_json(
+            settings_path,
+            {
+                "top_k": top_k,
+                "predict_config": predict_config or {},
+                "ensemble_config": ensemble_config or {},
+            },
+        )
+        artifacts = {INDEX_ARTIFACT: str(index_dir), SETTINGS_ARTIFACT: str(settings_path)}
+        for n, reader_dir in enumerate(reader_dirs):
+            artifacts[f"{READER_ARTIFACT_PREFIX}{n:02d}"] = str(reader_dir)
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_NAME_IN_RUN,
+                python_model=OdqaModel(),
+                artifacts=artifacts,
+                signature=signature,
+                pip_requirements=_requirements(),
+            )
+    return info.model_uri
+
+
+def _requirements() -> list[str]:
+    """Pinned from the running environment (inference would import and run the model)."""
+    from importlib.metadata import version
+
+    names = ["mlflow", "torch", "transformers", "tokenizers", "bm25s", "kiwipiepy", "numpy", "faiss-cpu"]
+    return [f"{n}=={version(n)}" for n in names]

@@ -1,0 +1,1 @@
+"""Text analysis shared by the sparse retrievers: turning Korean text into index terms."""

@@ -1,0 +1,429 @@
+"""MLflow tracking and model registry for pipeline runs.
+
+One parent run per pipeline run; each stage (a KFP component, i.e. a separate process, possibly on
+another machine) opens a nested run attached to the parent by its run id (tag `mlflow.parentRunId`),
+so the same code works with the local runner and on a cluster: only the tracking URI and the parent
+run id travel between components, as plain string parameters.
+
+Registry: every run registers a model version and gives it alias `challenger`; it takes alias
+`champion` only when its evaluation is complete and its metric beats the champion's on the same
+evaluation set (sha256 of the eval QA file) by at least the margin. The read-compare-write of the
+champion alias is serialised with a file lock (see `registry_lock`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+logger = logging.getLogger(__name__)
+
+PARENT_TAG = "mlflow.parentRunId"
+STAGE_TAG = "odqa.stage"
+FINGERPRINT_TAG = "odqa.eval_fingerprint"
+DECISION_TAG = "odqa.decision"
+REASON_TAG = "odqa.decision_reason"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+DURATION_METRIC = "duration_s"
+MAX_PARAM_CHARS = 6000
+
+
+def sqlite_uri(db_path: str | os.PathLike) -> str:
+    return f"sqlite:///{Path(db_path).resolve()}"
+
+
+def default_tracking_uri(runs_dir: str | os.PathLike = "runs") -> str:
+    """`runs/mlflow.db`, shared by every `odqa pipeline run`: promotion compares against the champion of
+    earlier runs, which a per-run database would never see."""
+    return sqlite_uri(Path(runs_dir) / "mlflow.db")
+
+
+def _sqlite_path(tracking_uri: str) -> Path | None:
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri[len("sqlite:///") :])
+    return None
+
+
+def default_artifact_location(tracking_uri: str) -> str | None:
+    """Beside a SQLite database, `mlartifacts/`; a tracking server chooses its own (None)."""
+    db = _sqlite_path(tracking_uri)
+    if db is None:
+        return None
+    return (db.parent / "mlartifacts").resolve().as_uri()
+
+
+def client(tracking_uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | None = None) -> str:
+    """The experiment's id, creating it with an explicit artifact location (MLflow would otherwise fix
+    `<cwd>/mlruns` at creation time)."""
+    from mlflow.exceptions import MlflowException
+
+    c = client(tracking_uri)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = artifact_location or default_artifact_location(tracking_uri)
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except MlflowException:  # created meanwhile by another process
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def metric_key(name: str) -> str:
+    """MLflow allows letters, digits and `_-. /:` in metric names: `recall@5` becomes `recall_at_5`."""
+    name = name.replace("@", "_at_")
+    return re.sub(r"[^\w\-. /:]", "_", name)
+
+
+def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested configs as dotted keys, values as strings within MLflow's length limit."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten_params(value, prefix=f"{name}."))
+        else:
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+            flat[name] = text[:MAX_PARAM_CHARS]
+    return flat
+
+
+def start_pipeline_run(
+    tracking_uri: str,
+    experiment: str,
+    run_name: str,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Create the parent run (left RUNNING until `finish_pipeline_run`) and return its id."""
+    from mlflow.entities import Param
+
+    c = client(tracking_uri)
+    experiment_id = ensure_experiment(tracking_uri, experiment)
+    run = c.create_run(experiment_id, run_name=run_name, tags={"odqa.kind": "pipeline", **(tags or {})})
+    if params:
+        c.log_batch(run.info.run_id, params=[Param(k, v) for k, v in flatten_params(params).items()])
+    return run.info.run_id
+
+
+def finish_pipeline_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
+    client(tracking_uri).set_terminated(run_id, status)
+
+
+@dataclass
+class StageRun:
+    """A nested run for one stage; methods log to it."""
+
+    tracking_uri: str
+    run_id: str
+    parent_run_id: str
+    stage: str
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        flat = flatten_params(params)
+        if flat:
+            client(self.tracking_uri).log_batch(self.run_id, params=[Param(k, v) for k, v in flat.items()])
+
+    def log_metrics(self, metrics: dict[str, Any], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        values = [
+            Metric(metric_key(k), float(v), now, step)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+        ]
+        if values:
+            client(self.tracking_uri).log_batch(self.run_id, metrics=values)
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        path = Path(path)
+        c = client(self.tracking_uri)
+        if path.is_dir():
+            c.log_artifacts(self.run_id, str(path), artifact_path)
+        elif path.is_file():
+            c.log_artifact(self.run_id, str(path), artifact_path)
+        else:
+            logger.warning("not logging missing artifact %s", path)
+
+    def log_dict(self, obj: Any, artifact_file: str) -> None:
+        client(self.tracking_uri).log_dict(self.run_id, obj, artifact_file)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        c = client(self.tracking_uri)
+        for k, v in tags.items():
+            c.set_tag(self.run_id, k, str(v))
+
+
+@contextlib.contextmanager
+def stage_run(
+    tracking_uri: str, parent_run_id: str, stage: str, params: dict[str, Any] | None = None
+) -> Iterator[StageRun]:
+    """Open a nested run under `parent_run_id`; logs its wall time. A failing stage marks its run and
+    the parent run FAILED (tag `odqa.failed_stage`) before the exception propagates."""
+    c = client(tracking_uri)
+    parent = c.get_run(parent_run_id)
+    run = c.create_run(
+        parent.info.experiment_id,
+        run_name=stage,
+        tags={PARENT_TAG: parent_run_id, STAGE_TAG: stage},
+    )
+    sr = StageRun(tracking_uri, run.info.run_id, parent_run_id, stage)
+    if params:
+        sr.log_params(params)
+    started = time.perf_counter()
+    try:
+        yield sr
+    except BaseException:
+        sr.log_metrics({DURATION_METRIC: time.perf_counter() - started})
+        c.set_terminated(sr.run_id, "FAILED")
+        c.set_tag(parent_run_id, "odqa.failed_stage", stage)
+        c.set_terminated(parent_run_id, "FAILED")
+        raise
+    sr.log_metrics({DURATION_METRIC: time.perf_counter() - started})
+    c.set_terminated(sr.run_id, "FINISHED")
+
+
+def write_run_handle(path: str | os.PathLike, tracking_uri: str, parent_run_id: str) -> None:
+    """The parent run as a small JSON file: KFP passes it between components as an artifact (the kfp
+    2.17 local runner replaces task-output *parameters* fed into a ParallelFor with the loop item)."""
+    from odqa.io import write_json
+
+    write_json(path, {"tracking_uri": tracking_uri, "parent_run_id": parent_run_id})
+
+
+def read_run_handle(path: str | os.PathLike) -> tuple[str, str]:
+    from odqa.io import read_json
+
+    handle = read_json(path)
+    return handle["tracking_uri"], handle["parent_run_id"]
+
+
+@contextlib.contextmanager
+def tracked_stage(
+    handle_path: str | os.PathLike, stage: str, params: dict[str, Any] | None = None
+) -> Iterator[StageRun]:
+    """`stage_run` under the parent run named by a run handle file."""
+    tracking_uri, parent_run_id = read_run_handle(handle_path)
+    with stage_run(tracking_uri, parent_run_id, stage, params) as sr:
+        yield sr
+
+
+def stage_runs(tracking_uri: str, parent_run_id: str) -> list:
+    """Nested runs of a pipeline run, oldest first."""
+    c = client(tracking_uri)
+    parent = c.get_run(parent_run_id)
+    runs = c.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+        max_results=1000,
+    )
+    return sorted(runs, key=lambda r: r.info.start_time)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Registry
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes: two evaluations are comparable only on the same eval set."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class RegisterConfig:
+    model_name: str = "odqa"
+    # Metric from metrics.json that decides promotion, and by how much it must beat the champion.
+    metric: str = "exact_match"
+    margin: float = 0.0
+    # A champion measured on another eval set is not comparable. False: keep it (a person decides, e.g.
+    # by re-evaluating it); True: the new model takes champion.
+    promote_when_incomparable: bool = False
+
+
+@dataclass
+class Evaluation:
+    """What register needs to know about an evaluation to trust it."""
+
+    metrics: dict[str, Any]
+    fingerprint: str
+    expected_total: int
+
+    def problem(self, metric: str) -> str | None:
+        """Why this evaluation must not promote a model, or None when it is complete."""
+        value = self.metrics.get(metric)
+        if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+            return f"evaluation has no finite {metric!r}"
+        total = self.metrics.get("total")
+        if total != self.expected_total:
+            return f"evaluation is partial: {total} of {self.expected_total} questions scored"
+        if self.expected_total <= 0:
+            return "evaluation set is empty"
+        return None
+
+
+@dataclass
+class PromotionDecision:
+    model_name: str
+    version: str
+    promoted: bool
+    reason: str
+    metric: str
+    value: float | None
+    champion_version: str | None = None
+    champion_value: float | None = None
+    aliases: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _lock_path(tracking_uri: str) -> Path | None:
+    explicit = os.environ.get("ODQA_REGISTRY_LOCK")
+    if explicit:
+        return Path(explicit)
+    db = _sqlite_path(tracking_uri)
+    if db is not None:
+        return db.with_name(db.name + ".registry.lock")
+    if urlparse(tracking_uri).scheme in ("", "file"):
+        return Path(urlparse(tracking_uri).path or tracking_uri) / ".registry.lock"
+    return None
+
+
+@contextlib.contextmanager
+def registry_lock(tracking_uri: str) -> Iterator[None]:
+    """Serialise champion read-compare-write. SQLite/local stores: an flock beside the store. A tracking
+    server: the flock at $ODQA_REGISTRY_LOCK (a volume all register pods mount); without it we rely on
+    the recurring run's maxConcurrency 1 and log a warning, since MLflow offers no compare-and-set."""
+    path = _lock_path(tracking_uri)
+    if path is None:
+        logger.warning(
+            "no registry lock for %s: set ODQA_REGISTRY_LOCK to serialise promotions", tracking_uri
+        )
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _tag_float(tags: dict[str, str], key: str) -> float | None:
+    try:
+        return float(tags[key])
+    except (KeyError, ValueError):
+        return None
+
+
+def promote(
+    tracking_uri: str, config: RegisterConfig, version: str, evaluation: Evaluation, run_id: str | None = None
+) -> PromotionDecision:
+    """Give `version` alias challenger, and champion when it earns it; record the decision as tags on
+    the version (and on `run_id`)."""
+    from mlflow.exceptions import MlflowException
+
+    c = client(tracking_uri)
+    name = config.model_name
+    metric = config.metric
+    problem = evaluation.problem(metric)
+    value = None if problem and metric not in evaluation.metrics else evaluation.metrics.get(metric)
+    with registry_lock(tracking_uri):
+        c.set_model_version_tag(name, version, FINGERPRINT_TAG, evaluation.fingerprint)
+        for key in ("exact_match", "f1", "total"):
+            if key in evaluation.metrics:
+                c.set_model_version_tag(name, version, f"odqa.{key}", str(evaluation.metrics[key]))
+        c.set_registered_model_alias(name, CHALLENGER, version)
+        try:
+            champion = c.get_model_version_by_alias(name, CHAMPION)
+        except MlflowException:
+            champion = None
+        decision = PromotionDecision(name, str(version), False, "", metric, value)
+        if champion is not None:
+            decision.champion_version = str(champion.version)
+            decision.champion_value = _tag_float(champion.tags, f"odqa.{metric}")
+        if problem:
+            decision.reason = f"not promoted: {problem}"
+        elif champion is None:
+            decision.promoted, decision.reason = True, "promoted: no champion yet"
+        elif champion.tags.get(FINGERPRINT_TAG) != evaluation.fingerprint:
+            if config.promote_when_incomparable:
+                decision.promoted = True
+                decision.reason = (
+                    f"promoted: champion v{champion.version} was evaluated on another eval set "
+                    "(promote_when_incomparable=True)"
+                )
+            else:
+                decision.reason = (
+                    f"not promoted: champion v{champion.version} was evaluated on another eval set; "
+                    "re-evaluate it on this set or rerun with promote_when_incomparable"
+                )
+        elif decision.champion_value is None:
+            decision.promoted = True
+            decision.reason = f"promoted: champion v{champion.version} has no recorded {metric}"
+        elif (
+            float(value) >= decision.champion_value + config.margin and float(value) > decision.champion_value
+        ):
+            decision.promoted = True
+            decision.reason = (
+                f"promoted: {metric} {float(value):.4f} beats champion v{champion.version} "
+                f"{decision.champion_value:.4f} by >= margin {config.margin}"
+            )
+        else:
+            decision.reason = (
+                f"not promoted: {metric} {float(value):.4f} does not beat champion v{champion.version} "
+                f"{decision.champion_value:.4f} by margin {config.margin}"
+            )
+        if decision.promoted:
+            c.set_registered_model_alias(name, CHAMPION, version)
+        decision.aliases = [CHALLENGER] + ([CHAMPION] if decision.promoted else [])
+        tags = {DECISION_TAG: "promoted" if decision.promoted else "kept", REASON_TAG: decision.reason}
+        for k, v in tags.items():
+            c.set_model_version_tag(name, version, k, v)
+            if run_id:
+                c.set_tag(run_id, k, v)
+    logger.info("%s v%s: %s", name, version, decision.reason)
+    return decision
+
+
+def register_version(tracking_uri: str, model_name: str, model_uri: str, run_id: str | None = None) -> str:
+    """Register `model_uri` as a new version of `model_name` and return the version number.
+
+    `mlflow.register_model` (not the client call) links MLflow 3 logged models (`models:/m-...`)
+    by model id, which a tracking server requires. `run_id` is implied by the model URI."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    with registry_lock(tracking_uri):
+        version = mlflow.register_model(model_uri, model_name)
+    return str(version.version)

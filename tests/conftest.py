@@ -1,0 +1,90 @@
+"""Shared fixtures: real KorQuAD (from odqa.settings) and tiny hand-written Korean data.
+
+tests/fixtures/ (written for these tests, not copied from any data set):
+- tiny_documents.json: `wikipedia_documents.json` layout, ids "0".."7"; "3" has wiki markup, "4" is an
+  exact copy of "1", "5" a near copy of "2", "6" is blank, "7" is the longest (375 chars).
+- tiny_qa.jsonl: 10 flat questions (ids tiny-0..tiny-9) whose `context` is the raw document text and
+  `document_id` the document id.
+- tiny_squad.json: SQuAD layout, 4 articles; one paragraph without questions, one paragraph twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from odqa.settings import KORQUAD_HINT, korquad_dev_path
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def korquad_path() -> Path:
+    """Real KorQuAD 1.0 dev; fails (not skips) when it is missing, saying where to get it."""
+    path = korquad_dev_path(required=False)
+    if not path.is_file():
+        pytest.fail(f"KorQuAD 1.0 dev not found at {path}. {KORQUAD_HINT}", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_qa() -> Path:
+    return FIXTURES / "tiny_qa.jsonl"
+
+
+@pytest.fixture(scope="session")
+def tiny_documents() -> Path:
+    return FIXTURES / "tiny_documents.json"
+
+
+@pytest.fixture(scope="session")
+def tiny_squad() -> Path:
+    return FIXTURES / "tiny_squad.json"
+
+
+@pytest.fixture(scope="session")
+def tiny_passages(tmp_path_factory, tiny_documents):
+    """PreprocessResult for tiny_documents with default settings (5 passages, 2 aliases)."""
+    from odqa.preprocess import PreprocessConfig, preprocess
+
+    return preprocess(PreprocessConfig(), tiny_documents, tmp_path_factory.mktemp("tiny") / "passages")
+
+
+@pytest.fixture(scope="session")
+def korquad_split(tmp_path_factory, korquad_path):
+    """KorquadSplit of real KorQuAD dev (default config): documents/train/eval paths. About 0.3 s."""
+    from odqa.data.korquad import KorquadSplitConfig, prepare_korquad
+
+    return prepare_korquad(KorquadSplitConfig(), korquad_path, tmp_path_factory.mktemp("korquad") / "split")
+
+
+@pytest.fixture(scope="session")
+def korquad_passages(tmp_path_factory, korquad_split):
+    """PreprocessResult over the KorQuAD split's documents (957 documents, 1005 passages). About 1 s."""
+    from odqa.preprocess import PreprocessConfig, preprocess
+
+    return preprocess(
+        PreprocessConfig(), korquad_split.documents_path, tmp_path_factory.mktemp("korquad") / "passages"
+    )
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    """Run `odqa ARGS...` in-process through odqa.cli.main with only the named command modules
+    loaded (others may not exist yet); returns (exit code, stdout, stderr)."""
+    import odqa.cli
+
+    def run(argv: list[str], modules: tuple[str, ...] = ("data", "evaluate")) -> tuple[int, str, str]:
+        monkeypatch.setattr(odqa.cli, "COMMAND_MODULES", list(modules))
+        capsys.readouterr()
+        rc = odqa.cli.main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return run

@@ -1,0 +1,160 @@
+"""Dense retriever on a small slice of real KorQuAD: train -> encode -> FAISS -> search -> save/load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+from odqa.data import load_qa, write_qa
+from odqa.data.korquad import paragraph_doc_id
+from odqa.errors import InputError
+from odqa.io import write_jsonl
+from odqa.reader.tokenizer import train_wordpiece_tokenizer
+from odqa.retrieval.base import build_index, load_retriever
+from odqa.retrieval.dense import DenseConfig, DenseRetriever, training_examples
+from odqa.schema import RETRIEVER_CONFIG_FILE, Passage
+from odqa.settings import korquad_dev_path
+
+TINY = dict(
+    hidden_size=32,
+    num_layers=1,
+    num_heads=2,
+    intermediate_size=64,
+    vocab_size=3000,
+    max_question_tokens=32,
+    max_passage_tokens=128,
+    batch_size=8,
+    bm25_analyzer="bigram",
+    num_threads=1,
+)
+
+
+@pytest.fixture(scope="module")
+def korquad_slice(tmp_path_factory) -> tuple[Path, Path, list[Passage]]:
+    """The first 6 KorQuAD dev articles: one passage per paragraph, questions with gold document ids."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("korquad_slice")
+    examples = load_qa(korquad_dev_path()).examples
+    titles = list(dict.fromkeys(e.title for e in examples))[:6]
+    examples = [e for e in examples if e.title in titles]
+    passages: dict[str, Passage] = {}
+    for e in examples:
+        e.document_id = paragraph_doc_id(e.context)
+        passages.setdefault(e.document_id, Passage(f"{e.document_id}-0", e.document_id, e.title, e.context))
+    write_jsonl(root / "passages.jsonl", (p.to_dict() for p in passages.values()))
+    write_qa(root / "qa.jsonl", examples)
+    return root / "passages.jsonl", root / "qa.jsonl", list(passages.values())
+
+
+def test_hard_negatives_are_bm25_near_misses_without_the_answer(korquad_slice):
+    passages_path, qa_path, passages = korquad_slice
+    examples = load_qa(qa_path).examples
+    config = DenseConfig(train_qa=str(qa_path), hard_negatives=2, **{**TINY, "bm25_analyzer": "bigram"})
+    data, stats = training_examples(config, examples, passages, {})
+    assert stats["with_gold_passage"] == len(examples) == len(data)
+    assert stats["hard_negatives"] > len(data)  # nearly every question gets two
+    for example, item in zip(examples, data, strict=True):
+        assert passages[item.positive].doc_id == example.document_id
+        for n in item.hard_negatives:
+            assert passages[n].doc_id != example.document_id
+            assert not any(a in passages[n].text for a in example.answers["text"])
+
+
+@pytest.mark.slow
+def test_train_encode_index_search_round_trip(korquad_slice, tmp_path: Path):
+    passages_path, qa_path, passages = korquad_slice
+    index_dir = build_index(
+        "dense",
+        {"train_qa": str(qa_path), "epochs": 8, "learning_rate": 1e-3, **TINY},
+        passages_path,
+        tmp_path / "dense",
+    )
+    stored = json.loads((index_dir / RETRIEVER_CONFIG_FILE).read_text())
+    assert stored["type"] == "dense" and stored["num_passages"] == len(passages) and stored["dim"] == 32
+    losses = stored["training"]["epoch_losses"]
+    assert losses[-1] < losses[0] - 0.3, losses  # it learns on its training questions
+    assert (index_dir / "training_loss.png").stat().st_size > 0
+
+    examples = load_qa(qa_path).examples
+    questions = [e.question for e in examples]
+    built = DenseRetriever.load(index_dir)
+    first = built.search(questions, top_k=5)
+    reloaded = load_retriever(index_dir)
+    second = reloaded.search(questions, top_k=5)
+    assert [[h.passage_id for h in hits] for hits in first] == [
+        [h.passage_id for h in hits] for hits in second
+    ]
+    np.testing.assert_allclose(
+        [[h.score for h in hits] for hits in first], [[h.score for h in hits] for hits in second], rtol=1e-5
+    )
+    assert all(len(hits) == 5 for hits in first)
+    assert all(hits[0].score >= hits[-1].score for hits in first)
+    # trained on these questions, it must beat chance (1/len(passages)) by a wide margin
+    hit_at_1 = np.mean([hits[0].doc_id == e.document_id for e, hits in zip(examples, first, strict=True)])
+    assert hit_at_1 > 3 / len(passages), (hit_at_1, len(passages))
+
+
+@pytest.mark.slow
+def test_encoders_from_a_hugging_face_checkpoint_and_reuse_with_init_from(korquad_slice, tmp_path: Path):
+    passages_path, qa_path, passages = korquad_slice
+    checkpoint = tmp_path / "tiny-bert"
+    tokenizer = train_wordpiece_tokenizer([p.text for p in passages], vocab_size=2000)
+    model = BertModel(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=24,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=48,
+        )
+    )
+    model.save_pretrained(str(checkpoint))
+    tokenizer.save_pretrained(str(checkpoint))
+
+    config = DenseConfig(
+        train_qa=str(qa_path),
+        encoder_model=str(checkpoint),
+        epochs=1,
+        hard_negatives=0,
+        index_type="hnsw",
+        learning_rate=1e-4,
+        **{
+            k: v
+            for k, v in TINY.items()
+            if k not in ("hidden_size", "num_layers", "num_heads", "intermediate_size")
+        },
+    )
+    retriever = DenseRetriever.build(config, passages_path, tmp_path / "from_checkpoint")
+    saved = json.loads((tmp_path / "from_checkpoint" / "question_encoder" / "config.json").read_text())
+    assert saved["hidden_size"] == 24  # the checkpoint's architecture, not the from-scratch sizes
+    assert retriever.index.ntotal == len(passages)
+
+    # init_from: same encoders over a different corpus (half the passages), no training
+    half = tmp_path / "half.jsonl"
+    write_jsonl(half, (p.to_dict() for p in passages[::2]))
+    reused = DenseRetriever.build(
+        DenseConfig(init_from=str(tmp_path / "from_checkpoint"), num_threads=1), half, tmp_path / "reused"
+    )
+    assert "training" not in json.loads((tmp_path / "reused" / RETRIEVER_CONFIG_FILE).read_text())
+    question = ["이 문서의 주제는 무엇인가?"]
+    a = {h.passage_id: h.score for h in retriever.search(question, len(passages))[0]}
+    b = {h.passage_id: h.score for h in reused.search(question, len(passages))[0]}
+    assert set(b) == {p.passage_id for p in passages[::2]}
+    for pid, score in b.items():
+        assert score == pytest.approx(a[pid], rel=1e-4)
+
+
+def test_config_errors_are_input_errors(tmp_path: Path):
+    with pytest.raises(InputError, match="train_qa"):
+        DenseConfig()
+    with pytest.raises(InputError, match="index_type"):
+        DenseConfig(train_qa="x.jsonl", index_type="ivf")
+    with pytest.raises(InputError, match="encoder_model"):
+        from odqa.retrieval.dense import new_dual_encoder
+
+        new_dual_encoder(DenseConfig(train_qa="x", encoder_model=str(tmp_path / "nope")), [], [])

@@ -1,0 +1,119 @@
+"""Ensemble voting on hand-made n-best lists: each method picks the answer its rule implies."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from odqa.ensemble import EnsembleConfig, combine, ensemble
+from odqa.errors import InputError
+
+
+def cand(text: str, logit: float) -> dict:
+    return {
+        "text": text,
+        "score": logit,
+        "start_logit": logit / 2,
+        "end_logit": logit / 2,
+        "passage_id": f"p-{text}",
+    }
+
+
+def winner(members: list[list[dict]], method: str, weights=None) -> str:
+    predictions, _ = combine([{"q": m} for m in members], EnsembleConfig(method=method, weights=weights))
+    return predictions["q"]
+
+
+def test_hard_vote_majority_and_weights_decide():
+    a = [cand("서울", 10), cand("부산", 1)]
+    b = [cand("서울", 10), cand("부산", 1)]
+    c = [cand("부산", 10), cand("서울", 1)]
+    assert winner([a, b, c], "hard_vote") == "서울"
+    assert winner([a, b, c], "hard_vote", weights=[1, 1, 3]) == "부산"
+
+
+def test_hard_vote_tie_goes_to_higher_summed_probability():
+    a = [cand("서울", 1.0), cand("부산", 0.5)]  # weak preference for 서울
+    b = [cand("부산", 10), cand("서울", 0)]  # strong preference for 부산
+    assert winner([a, b], "hard_vote") == "부산"
+    assert winner([b, a], "hard_vote") == "부산"
+
+
+def test_rank_average_prefers_consistently_high_answer():
+    a = [cand("x", 3), cand("y", 2), cand("z", 1)]
+    b = [cand("y", 3), cand("z", 2), cand("x", 1)]
+    c = [cand("z", 3), cand("y", 2), cand("x", 1)]
+    assert winner([a, b, c], "rank_average") == "y"
+    assert winner([a, b, c], "rank_average", weights=[5, 1, 1]) == "x"
+
+
+def test_logit_sum_adds_raw_logits():
+    a = [cand("서울", 10), cand("부산", 9)]
+    b = [cand("부산", 8), cand("서울", 7.5)]
+    assert winner([a, b], "logit_sum") == "서울"
+    assert winner([a, b], "logit_sum", weights=[1, 3]) == "부산"
+
+
+def test_prob_product_punishes_answers_a_member_finds_unlikely():
+    a = [cand("서울", 10), cand("부산", 9.5)]
+    b = [cand("부산", 10), cand("서울", 0)]
+    assert winner([a, b], "prob_product") == "부산"
+    # an answer missing from a member's list gets the floor probability
+    c = [cand("대구", 10)]
+    assert winner([a, c], "prob_product") == "대구"  # certain in c vs 0.62 in a, both floored once
+    assert winner([a, c], "prob_product", weights=[4, 1]) == "서울"
+
+
+def test_same_answer_text_is_merged_before_voting():
+    # two passages propose 서울: summed probability beats the single best-scored 부산
+    member = [cand("부산", 5), cand("서울", 4.9), cand("서울 ", 4.9)]
+    assert winner([member], "prob_product") == "서울"
+    assert winner([member], "logit_sum") == "부산"
+    _, nbest = combine([{"q": member}], EnsembleConfig(method="prob_product"))
+    assert [e["text"].strip() for e in nbest["q"]] == ["서울", "부산"]
+
+
+def test_ensemble_files_roundtrip_and_missing_questions(tmp_path):
+    a = {"q1": [cand("서울", 5)], "q2": [cand("1443년", 3), cand("1446년", 2)]}
+    b = {"q1": [cand("서울", 4), cand("부산", 1)]}
+    for name, data in (("a.json", a), ("b.json", b)):
+        (tmp_path / name).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    out = ensemble(
+        EnsembleConfig(method="prob_product", n_best=5),
+        [tmp_path / "a.json", tmp_path / "b.json"],
+        tmp_path / "out",
+    )
+    predictions = json.loads((out / "predictions.json").read_text(encoding="utf-8"))
+    nbest = json.loads((out / "nbest.json").read_text(encoding="utf-8"))
+    assert predictions == {"q1": "서울", "q2": "1443년"}
+    assert nbest["q1"][0]["votes"] == 2 and nbest["q1"][0]["passage_id"] == "p-서울"
+    assert nbest["q1"][0]["score"] >= nbest["q1"][1]["score"]
+    report = json.loads((out / "ensemble.json").read_text(encoding="utf-8"))
+    assert report["top1_agreement"] == 1.0
+
+
+def test_bad_members_are_rejected(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"q1": [{"score": 1}]}), encoding="utf-8")
+    with pytest.raises(InputError, match="record q1"):
+        ensemble(EnsembleConfig(), [bad], tmp_path / "out")
+    with pytest.raises(InputError, match="weights"):
+        combine([{"q": []}, {"q": []}], EnsembleConfig(weights=[1.0]))
+    with pytest.raises(InputError, match="unknown ensemble method"):
+        EnsembleConfig(method="average")
+    assert not (tmp_path / "out").exists()
+
+
+def test_ensemble_cli(tmp_path, run_cli):
+    for name, data in (
+        ("a.json", {"q": [cand("서울", 5), cand("부산", 1)]}),
+        ("b.json", {"q": [cand("부산", 9)]}),
+    ):
+        (tmp_path / name).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    members = [tmp_path / "a.json", tmp_path / "b.json"]
+    rc, _, _ = run_cli(["ensemble", "--nbest", *members, "--out", tmp_path / "o", "--method", "hard_vote", "--weights", "1", "2"], modules=("augment",))  # fmt: skip
+    assert rc == 0
+    assert json.loads((tmp_path / "o" / "predictions.json").read_text(encoding="utf-8")) == {"q": "부산"}
+    rc, _, err = run_cli(["ensemble", "--nbest", *members, "--out", tmp_path / "o", "--weights", "1"], modules=("augment",))  # fmt: skip
+    assert rc == 2 and "weights" in err

@@ -1,0 +1,180 @@
+"""The whole DAG on a tiny slice of real KorQuAD with the real kfp local runner and real MLflow: first
+against SQLite, then through `mlflow server` on the same store, where a second, worse run must not
+take `champion`; the champion pyfunc loads by alias and answers."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from odqa import settings, tracking
+from odqa.pipeline import LocalRunConfig, run_local
+
+pytestmark = pytest.mark.slow
+
+TINY_READER = {
+    "hidden_size": 32,
+    "num_layers": 1,
+    "num_heads": 2,
+    "vocab_size": 500,
+    "max_length": 128,
+    "doc_stride": 32,
+    "threads": 1,
+}
+STAGES = {
+    "prepare_data",
+    "preprocess",
+    "augment",
+    "index",
+    "retrieve",
+    "train_reader",
+    "predict",
+    "ensemble",
+    "evaluate",
+    "register",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_korquad(tmp_path_factory) -> Path:
+    """4 articles x 2 paragraphs x 3 questions of KorQuAD 1.0 dev."""
+    data = json.loads(settings.korquad_dev_path().read_text(encoding="utf-8"))
+    articles = [
+        {
+            "title": a["title"],
+            "paragraphs": [{"context": p["context"], "qas": p["qas"][:3]} for p in a["paragraphs"][:2]],
+        }
+        for a in data["data"][:4]
+    ]
+    path = tmp_path_factory.mktemp("data") / "tiny_korquad.json"
+    path.write_text(json.dumps({"version": data.get("version", ""), "data": articles}, ensure_ascii=False))
+    return path
+
+
+def _params(data: Path, reader: dict, epochs: float) -> dict:
+    return {
+        "data_uri": str(data),
+        "eval_fraction": 0.5,
+        "analyzer": "bigram",
+        "top_k": 3,
+        "epochs": epochs,
+        "reader_configs": [reader],
+        "promotion_metric": "f1",
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_mlflow_server(backend_uri: str) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+    cmd = [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    proc = subprocess.Popen(
+        cmd + ["--backend-store-uri", backend_uri],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.5)
+        assert proc.poll() is None, "mlflow server exited"
+    proc.send_signal(signal.SIGTERM)
+    raise AssertionError("mlflow server did not answer /health")
+
+
+def test_local_dag_registers_promotes_and_serves(tiny_korquad, tmp_path):
+    runs_dir = tmp_path / "runs"
+    first = run_local(LocalRunConfig(str(runs_dir), None, _params(tiny_korquad, TINY_READER, epochs=3)))
+    uri = first.tracking_uri
+    assert uri == tracking.sqlite_uri(runs_dir / "mlflow.db")
+    c = tracking.client(uri)
+    parent = c.get_run(first.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags[tracking.DECISION_TAG] == "promoted"
+
+    stages = {r.data.tags[tracking.STAGE_TAG]: r for r in tracking.stage_runs(uri, first.parent_run_id)}
+    assert set(stages) == STAGES
+    assert all(
+        r.info.status == "FINISHED" and tracking.DURATION_METRIC in r.data.metrics for r in stages.values()
+    )
+    assert 0.0 <= stages["retrieve"].data.metrics["by_document.recall_at_1"] <= 1.0
+    evaluate = stages["evaluate"].data.metrics
+    assert {"exact_match", "f1", "total"} <= set(evaluate) and evaluate["total"] > 0
+    predict_files = {a.path for a in c.list_artifacts(stages["predict"].info.run_id)}
+    assert {"predictions.json", "nbest.json", "answer_scores.png"} <= predict_files
+    assert "recall_at_k.png" in {a.path for a in c.list_artifacts(stages["retrieve"].info.run_id)}
+    assert "registry: odqa v1 -> promoted" in first.summary and "evaluate" in first.summary
+    assert (first.run_dir / "summary.txt").is_file() and (first.run_dir / "artifacts").is_dir()
+
+    champion = c.get_model_version_by_alias("odqa", tracking.CHAMPION)
+    assert str(champion.version) == "1" and champion.run_id == first.parent_run_id
+    assert champion.tags[tracking.FINGERPRINT_TAG] and float(champion.tags["odqa.f1"]) == pytest.approx(
+        evaluate["f1"]
+    )
+
+    import mlflow.pyfunc
+    import pandas as pd
+    from mlflow.pyfunc.scoring_server import predictions_to_json
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    model = mlflow.pyfunc.load_model("models:/odqa@champion")
+    questions = [json.loads(line)["question"] for line in open(_eval_qa(first.run_dir), encoding="utf-8")][:2]
+    answers = model.predict(pd.DataFrame({"question": questions}))
+    assert [a["question"] for a in answers] == questions
+    assert all(isinstance(a["answer"], str) and len(a["passages"]) == 3 for a in answers)
+    assert all(a["passages"][0]["score"] >= a["passages"][-1]["score"] for a in answers)
+    assert (
+        len(model.predict(pd.DataFrame({"question": questions[:1]}), params={"top_k": 1})[0]["passages"]) == 1
+    )
+    out = io.StringIO()
+    predictions_to_json(answers, out)  # what `mlflow models serve` returns
+    assert json.loads(out.getvalue())["predictions"][0]["question"] == questions[0]
+
+    # Second run through a tracking server on the same store, with an untrained reader.
+    server, url = _start_mlflow_server(uri)
+    try:
+        worse_reader = {**TINY_READER, "max_steps": 1}
+        second = run_local(LocalRunConfig(str(runs_dir), url, _params(tiny_korquad, worse_reader, epochs=1)))
+        cs = tracking.client(url)
+        second_f1 = cs.get_run(second.parent_run_id).data.tags
+        version2 = cs.get_model_version("odqa", "2")
+        assert tracking.CHALLENGER in version2.aliases
+        new_f1 = float(version2.tags["odqa.f1"])
+        old_f1 = float(champion.tags["odqa.f1"])
+        expected_champion = "2" if new_f1 > old_f1 else "1"
+        assert str(cs.get_model_version_by_alias("odqa", tracking.CHAMPION).version) == expected_champion
+        assert second_f1[tracking.DECISION_TAG] == ("promoted" if expected_champion == "2" else "kept")
+        if expected_champion == "1":
+            assert "does not beat champion v1" in second_f1[tracking.REASON_TAG]
+        assert len(tracking.stage_runs(url, second.parent_run_id)) == len(STAGES)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def _eval_qa(run_dir: Path) -> Path:
+    return next(run_dir.glob("artifacts/*/prepare-data/eval_qa/qa.jsonl"))

@@ -1,0 +1,160 @@
+"""Reader training and prediction end to end on a real KorQuAD slice, and loading a saved HF checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForQuestionAnswering,
+    AutoTokenizer,
+    DistilBertConfig,
+    DistilBertForQuestionAnswering,
+)
+
+from odqa.cli import main
+from odqa.data import load_qa, write_qa
+from odqa.evaluation import score
+from odqa.io import read_json, write_jsonl
+from odqa.reader.config import READER_CONFIG_FILE, PredictConfig, ReaderTrainConfig
+from odqa.reader.features import ReaderSettings
+from odqa.reader.predict import Reader, predict, results_from_gold
+from odqa.reader.tokenizer import train_wordpiece_tokenizer
+from odqa.reader.train import train_reader
+from odqa.settings import korquad_dev_path
+
+pytestmark = pytest.mark.slow
+TINY = dict(
+    hidden_size=64, num_layers=1, num_heads=2, vocab_size=3000, max_length=128, doc_stride=48, threads=2
+)
+
+
+@pytest.fixture(scope="module")
+def korquad_slice(tmp_path_factory):
+    """The questions of the first paragraphs of KorQuAD dev (real data), as qa.jsonl."""
+    examples = load_qa(korquad_dev_path()).examples
+    contexts = list(dict.fromkeys(ex.context for ex in examples))[:12]
+    chosen = [ex for ex in examples if ex.context in set(contexts)]
+    path = tmp_path_factory.mktemp("kq") / "qa.jsonl"
+    write_qa(path, chosen)
+    return path, chosen
+
+
+def _f1(reader: Reader, examples) -> float:
+    predictions, _ = reader.predict(results_from_gold(examples), PredictConfig(batch_size=32))
+    return score([(ex.id, ex.answers["text"]) for ex in examples], predictions)["f1"]
+
+
+def test_training_beats_untrained_and_writes_a_loadable_model(korquad_slice, tmp_path):
+    qa_path, examples = korquad_slice
+    config = ReaderTrainConfig(
+        **TINY, epochs=30, max_steps=100, batch_size=16, learning_rate=3e-3, log_every=10
+    )
+    out = train_reader(config, qa_path, tmp_path / "model")
+    saved = read_json(out / READER_CONFIG_FILE)
+    training = saved["training"]
+    assert (saved["max_length"], saved["doc_stride"], saved["title_prefix"]) == (128, 48, False)
+    assert training["steps"] == 100 and training["tokens_per_second"] > 0
+    assert training["final_loss"] < 0.6 * training["first_loss"]
+    assert (out / "training_loss.png").stat().st_size > 0
+
+    reader = Reader.load(out)
+    untrained = Reader(
+        AutoModelForQuestionAnswering.from_config(AutoConfig.from_pretrained(str(out))),
+        reader.tokenizer,
+        ReaderSettings(128, 48),
+    )
+    trained_f1, untrained_f1 = _f1(reader, examples), _f1(untrained, examples)
+    assert trained_f1 > untrained_f1 + 20, (trained_f1, untrained_f1)
+
+    # predict() over a retrieved file: each question reads its gold passage and a distractor.
+    results = results_from_gold(examples[:20])
+    for r in results:
+        other = next(ex for ex in examples if ex.context != r.passages[0].text)
+        r.passages.append(results_from_gold([other])[0].passages[0])
+        r.passages[1].score = 0.5
+    retrieved = tmp_path / "retrieved.jsonl"
+    write_jsonl(retrieved, [r.to_dict() for r in results])
+    result = predict(PredictConfig(n_best=5), out, retrieved, tmp_path / "pred")
+    predictions, nbest = read_json(result.predictions_path), read_json(result.nbest_path)
+    assert set(predictions) == {r.id for r in results} and result.questions == 20
+    for r in results:
+        entries = nbest[r.id]
+        assert 0 < len(entries) <= 5 and entries[0]["text"] == predictions[r.id]
+        assert [e["score"] for e in entries] == sorted((e["score"] for e in entries), reverse=True)
+        texts = {p.passage_id: p.text for p in r.passages}
+        assert all(e["text"] in texts[e["passage_id"]] for e in entries)
+
+
+def test_same_seed_gives_same_model(korquad_slice, tmp_path):
+    """Training is deterministic for a given tokenizer. (The WordPiece trainer of `tokenizers` breaks
+    frequency ties in hash order, so a vocabulary learned from scratch can differ between runs.)"""
+    qa_path, _ = korquad_slice
+    start = train_reader(ReaderTrainConfig(**TINY, max_steps=1), qa_path, tmp_path / "start")
+    config = ReaderTrainConfig(
+        **TINY, reader_model=str(start), max_steps=4, batch_size=8, shuffle=False, title_prefix=True
+    )
+    a = train_reader(config, qa_path, tmp_path / "a")
+    b = train_reader(config, qa_path, tmp_path / "b")
+    wa = AutoModelForQuestionAnswering.from_pretrained(str(a)).state_dict()
+    wb = AutoModelForQuestionAnswering.from_pretrained(str(b)).state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not torch.equal(
+        wa["qa_outputs.weight"],
+        AutoModelForQuestionAnswering.from_pretrained(str(start)).state_dict()["qa_outputs.weight"],
+    )
+    assert read_json(a / READER_CONFIG_FILE)["title_prefix"] is True
+    assert Reader.load(a).settings.title_prefix is True
+
+
+def test_reader_model_from_a_saved_checkpoint_via_cli(korquad_slice, tmp_path, capsys):
+    """--reader-model loads any local HF checkpoint through the Auto classes (here a DistilBERT,
+    whose tokenizer has no token_type_ids)."""
+    qa_path, examples = korquad_slice
+    checkpoint = tmp_path / "tiny-distilbert"
+    tokenizer = train_wordpiece_tokenizer((ex.context for ex in examples), None, vocab_size=2000)
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    tokenizer.save_pretrained(str(checkpoint))
+    torch.manual_seed(0)
+    model = DistilBertForQuestionAnswering(
+        DistilBertConfig(
+            vocab_size=len(tokenizer),
+            dim=32,
+            n_layers=1,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=256,
+        )
+    )
+    model.save_pretrained(str(checkpoint))
+    assert AutoTokenizer.from_pretrained(str(checkpoint)).model_input_names == ["input_ids", "attention_mask"]
+
+    out = tmp_path / "model"
+    argv = ["train", "--train", str(qa_path), "--out", str(out), "--reader-model", str(checkpoint)]
+    assert (
+        main([*argv, "--max-steps", "3", "--batch-size", "4", "--max-length", "128", "--threads", "2"]) == 0
+    )
+    assert AutoConfig.from_pretrained(str(out)).model_type == "distilbert"
+    assert read_json(out / READER_CONFIG_FILE)["reader_model"] == str(checkpoint)
+
+    capsys.readouterr()
+    rc = main(["predict", "--model", str(out), "--data", str(qa_path), "--out", str(tmp_path / "pred"), "--score-mode", "logit_sum", "--n-best", "3"])  # fmt: skip
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    predictions = read_json(tmp_path / "pred" / "predictions.json")
+    assert report["questions"] == len(examples) == len(predictions)
+    nbest = read_json(tmp_path / "pred" / "nbest.json")
+    assert all(len(v) <= 3 for v in nbest.values())
+    assert all(
+        e["score"] == pytest.approx(e["start_logit"] + e["end_logit"]) for v in nbest.values() for e in v
+    )
+
+
+def test_cli_reports_bad_training_file(tmp_path, capsys):
+    bad = tmp_path / "qa.jsonl"
+    bad.write_text('{"id": "1", "question": "q"\n', encoding="utf-8")
+    assert main(["train", "--train", str(bad), "--out", str(tmp_path / "m")]) == 2
+    assert "qa.jsonl" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
