@@ -106,16 +106,19 @@ def augment(
 @dsl.component(base_image=IMAGE)
 def index(
     passages: Input[Dataset],
+    train_qa: Input[Dataset],
     kind: str,
+    analyzer: str,
     options: dict,
     mlflow_run: Input[Artifact],
     index: Output[Model],
 ):
-    """Build the retrieval index (bm25, elasticsearch, dense or hybrid)."""
+    """Build the retrieval index (bm25, elasticsearch, dense, or a hybrid that builds its members)."""
     from odqa import tracking
-    from odqa.retrieval.base import build_index
-    from odqa.schema import PASSAGES_FILE
+    from odqa.retrieval.base import build_index, with_stage_defaults
+    from odqa.schema import PASSAGES_FILE, QA_FILE
 
+    options = with_stage_defaults(kind, options, analyzer, f"{train_qa.path}/{QA_FILE}")
     with tracking.tracked_stage(mlflow_run.path, "index", {"kind": kind, **options}):
         build_index(kind, options, f"{passages.path}/{PASSAGES_FILE}", index.path)
         index.metadata["kind"] = kind
@@ -132,20 +135,25 @@ def retrieve(
     metrics: Output[Metrics],
     report: Output[HTML],
 ):
-    """Retrieve top-k passages per eval question and measure recall@k against the gold documents."""
+    """Retrieve top-k passages per eval question and measure recall@k against the gold documents
+    (for a hybrid index also each of its members, logged as `<member>.recall@k`)."""
     from odqa import tracking
     from odqa.pipeline import flat_metrics, html_report
     from odqa.retrieval.evaluate import PLOT_FILE, evaluate_retrieval
+    from odqa.retrieval.hybrid import sub_indexes
     from odqa.retrieval.search import retrieve
     from odqa.schema import DOC_ALIASES_FILE, QA_FILE, RETRIEVED_FILE
 
+    qa_path, aliases = f"{eval_qa.path}/{QA_FILE}", f"{passages.path}/{DOC_ALIASES_FILE}"
     with tracking.tracked_stage(mlflow_run.path, "retrieve", {"top_k": top_k}) as sr:
-        out = retrieve(
-            index.path, f"{eval_qa.path}/{QA_FILE}", f"{retrieved.path}/{RETRIEVED_FILE}", top_k=top_k
-        )
-        values = evaluate_retrieval(
-            out, f"{eval_qa.path}/{QA_FILE}", retrieved.path, f"{passages.path}/{DOC_ALIASES_FILE}"
-        )
+        out = retrieve(index.path, qa_path, f"{retrieved.path}/{RETRIEVED_FILE}", top_k=top_k)
+        values = evaluate_retrieval(out, qa_path, retrieved.path, aliases)
+        for name, member_dir in sub_indexes(index.path).items():
+            member_out = f"{retrieved.path}/members/{name}"
+            member_file = retrieve(member_dir, qa_path, f"{member_out}/{RETRIEVED_FILE}", top_k=top_k)
+            member_values = evaluate_retrieval(member_file, qa_path, member_out, aliases)
+            sr.log_metrics({f"{name}.{k}": v for k, v in flat_metrics(member_values).items()})
+            sr.log_artifact(f"{member_out}/{PLOT_FILE}", f"members/{name}")
         flat = flat_metrics(values)
         sr.log_metrics(flat)
         sr.log_artifact(f"{retrieved.path}/{PLOT_FILE}")

@@ -26,6 +26,9 @@ def odqa_pipeline(
     augment_config: dict = {},  # noqa: B006 (KFP needs literal defaults)
     index_kind: str = "bm25",
     analyzer: str = "kiwi+bigram",
+    # More options for the index kind, e.g. for index_kind="hybrid":
+    # {"members": [{"kind": "bm25"}, {"kind": "dense", "epochs": 3}], "fusion": "rrf"}
+    index_options: dict = {},  # noqa: B006 (KFP needs literal defaults)
     top_k: int = 20,
     reader_model: str = "",
     epochs: float = 3.0,
@@ -72,7 +75,12 @@ def odqa_pipeline(
     _resources(aug, "2", "4Gi")
 
     idx = stages.index(
-        passages=prep.outputs["passages"], kind=index_kind, options={"analyzer": analyzer}, **track
+        passages=prep.outputs["passages"],
+        train_qa=data.outputs["train_qa"],
+        kind=index_kind,
+        analyzer=analyzer,
+        options=index_options,
+        **track,
     )
     _resources(idx, "2", "4Gi")
 

@@ -169,12 +169,16 @@ def test_pseudo_label_filter_keeps_what_the_reader_answers(train_slice, korquad_
     all_pairs, report = run(AugmentConfig(qg_per_passage=3), train_slice, tmp_path)
     generated = [ex for ex in all_pairs if ex.id.startswith("qg-")]
     predictions, _ = Reader.load(reader_dir).predict(results_from_gold(generated), PredictConfig(n_best=5))
-    expected = {
-        ex.id for ex in generated if question_scores(predictions[ex.id], ex.answers["text"])[1] >= 0.3
-    }
+    f1 = {ex.id: question_scores(predictions[ex.id], ex.answers["text"])[1] for ex in generated}
+    # A threshold between the two highest distinct scores, so the filter has something to decide
+    # whatever this briefly trained reader happens to get right.
+    distinct = sorted(set(f1.values()))
+    assert len(distinct) >= 2, distinct
+    threshold = (distinct[-1] + distinct[-2]) / 2
+    expected = {qid for qid, score in f1.items() if score >= threshold}
 
     filtered, report = run(
-        AugmentConfig(qg_per_passage=3, filter_reader=str(reader_dir), filter_threshold=0.3),
+        AugmentConfig(qg_per_passage=3, filter_reader=str(reader_dir), filter_threshold=threshold),
         train_slice,
         tmp_path,
     )

@@ -176,3 +176,39 @@ def test_tune_fusion_weight_matches_the_single_retrievers_at_the_ends(bm25_and_d
     assert tuning.value == max(tuning.scores.values()) and tuning.weight in (0.0, 0.5, 1.0)
     assert tuning.value >= bm25_recall_at_1
     assert (tmp_path / "w.png").stat().st_size > 0
+
+
+def test_hybrid_builds_its_members_in_its_own_folder_and_names_them(bm25_and_dense, tmp_path: Path):
+    from odqa.retrieval.base import with_stage_defaults
+    from odqa.retrieval.hybrid import sub_indexes
+
+    root, qa_path, _, _ = bm25_and_dense
+    options = with_stage_defaults(
+        "hybrid",
+        {"members": [{"kind": "bm25"}, {"kind": "bm25", "analyzer": "whitespace"}], "fusion": "zscore"},
+        analyzer="bigram",
+        train_qa=qa_path,
+    )
+    assert options["members"] == [
+        {"kind": "bm25", "analyzer": "bigram"},
+        {"kind": "bm25", "analyzer": "whitespace"},
+    ]
+    build_index("hybrid", options, root / "passages.jsonl", tmp_path / "built" / "hybrid")
+    shutil.move(tmp_path / "built", tmp_path / "moved")  # self-contained: members travel with it
+    members = sub_indexes(tmp_path / "moved" / "hybrid")
+    assert list(members) == ["bm25-bigram", "bm25-whitespace"]
+    assert all(p.parent == tmp_path / "moved" / "hybrid" / "members" for p in members.values())
+    questions = [e.question for e in load_qa(qa_path).examples[:20]]
+    fused = load_retriever(tmp_path / "moved" / "hybrid").search(questions, top_k=5)
+    per_member = [load_retriever(p).search(questions, 100) for p in members.values()]
+    for hits, *rankings in zip(fused, *per_member, strict=True):
+        assert ids(hits) == ids(normalized_score_fusion(rankings, normalization="zscore"))[:5]
+    assert sub_indexes(members["bm25-bigram"]) == {}
+    assert with_stage_defaults("dense", {}, "kiwi", train_qa="t.jsonl") == {"train_qa": "t.jsonl"}
+
+
+def test_hybrid_members_and_indexes_are_exclusive():
+    with pytest.raises(InputError, match="either indexes"):
+        HybridConfig(indexes=["a", "b"], members=[{"kind": "bm25"}, {"kind": "bm25"}])
+    with pytest.raises(InputError, match="kind"):
+        HybridConfig(members=[{"analyzer": "kiwi"}, {"kind": "bm25"}])

@@ -95,7 +95,7 @@ def test_answer_crossing_a_window_is_labelled_cls_and_whole_answer_is_labelled_e
     answer = "창원 청주 전주"
     ex = _example(context, answer)
     ex.answers["answer_start"] = [context.index(answer, 60)]  # the middle repetition
-    settings = ReaderSettings(max_length=24, doc_stride=8)
+    settings = ReaderSettings(max_length=24, doc_stride=8, max_question_tokens=4)
     features = train_features([ex], tokenizer, settings)
     offsets, seq_ids = _offsets(tokenizer, ex, settings, context)
     assert len(features) > 3
@@ -119,10 +119,33 @@ def test_answer_longer_than_every_window_is_cls_everywhere(tokenizer):
     context = " ".join(WORDS * 2)
     answer = " ".join(WORDS[2:18])
     features = train_features(
-        [_example(context, answer)], tokenizer, ReaderSettings(max_length=16, doc_stride=4)
+        [_example(context, answer)], tokenizer, ReaderSettings(max_length=16, doc_stride=4, max_question_tokens=4)
     )
     assert len(features) > 1
     assert all((f["start_positions"], f["end_positions"]) == (CLS_INDEX, CLS_INDEX) for f in features)
+
+
+def test_long_question_is_cut_so_windows_keep_context(tokenizer):
+    long_question = " ".join(WORDS * 6) + "?"
+    ex = QAExample(
+        id="long", question=long_question, context=CORPUS[0], title="", answers={"answer_start": [], "text": []}
+    )
+    settings = ReaderSettings(max_length=40, doc_stride=8, max_question_tokens=10)
+    features = train_features([ex], tokenizer, settings)
+    assert features
+    for f in features:
+        assert len(f["input_ids"]) <= 40
+        first_sep = f["input_ids"].index(tokenizer.sep_token_id)
+        assert first_sep <= 11  # [CLS] + at most 10 question tokens
+    inference = inference_features([long_question], [""], [CORPUS[0]], tokenizer, settings)
+    assert all(any(o is not None for o in feat.offsets) for feat in inference)
+
+
+def test_question_budget_shrinks_with_the_window_and_a_stride_too_large_is_refused():
+    assert ReaderSettings(max_length=256, doc_stride=64).question_budget == 64
+    assert ReaderSettings(max_length=128, doc_stride=64).question_budget == 60
+    with pytest.raises(InputError, match="doc_stride"):
+        ReaderSettings(max_length=64, doc_stride=60)
 
 
 def test_no_answer_example_trains_towards_cls_and_keeps_its_weight(tokenizer):
@@ -285,3 +308,34 @@ def test_results_from_gold_and_bad_retrieved_file(tmp_path):
 def test_predict_config_rejects_unknown_score_mode():
     with pytest.raises(InputError, match="score_mode"):
         PredictConfig(score_mode="max")
+
+
+def test_prediction_in_question_chunks_equals_one_pass(tokenizer, monkeypatch):
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    import odqa.reader.predict as predict_module
+    from odqa.reader.predict import Reader
+
+    torch.manual_seed(0)
+    model = BertForQuestionAnswering(
+        BertConfig(
+            vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+            intermediate_size=64, pad_token_id=tokenizer.pad_token_id,
+        )
+    )  # fmt: skip
+    reader = Reader(model, tokenizer, ReaderSettings())
+    results = [
+        RetrievalResult(
+            f"q{i}", "어디인가?", [Hit(f"d{j}-0", f"d{j}", "", CORPUS[j], float(-j)) for j in range(3)]
+        )
+        for i in range(5)
+    ]
+    config = PredictConfig(n_best=3)
+    whole = reader.predict(results, config)
+    monkeypatch.setattr(predict_module, "QUESTIONS_PER_CHUNK", 2)
+    chunked = reader.predict(results, config)
+    assert list(chunked[0]) == [r.id for r in results]
+    assert chunked[0] == whole[0]
+    assert [[e["text"] for e in chunked[1][q]] for q in chunked[1]] == [
+        [e["text"] for e in whole[1][q]] for q in whole[1]
+    ]

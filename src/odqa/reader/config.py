@@ -23,6 +23,7 @@ class ReaderTrainConfig:
     max_length: int = 256
     doc_stride: int = 64
     title_prefix: bool = False
+    max_question_tokens: int = 64  # longer questions are cut so each window keeps room for context
     epochs: float = 3.0
     max_steps: int | None = None  # stop after this many steps (overrides epochs when smaller)
     batch_size: int = 16

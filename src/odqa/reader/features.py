@@ -23,6 +23,20 @@ class ReaderSettings:
     max_length: int = 256
     doc_stride: int = 64
     title_prefix: bool = False
+    max_question_tokens: int = 64
+
+    def __post_init__(self) -> None:
+        if self.question_budget < 1:
+            raise InputError(
+                f"doc_stride {self.doc_stride} leaves no room in windows of max_length {self.max_length}: "
+                "lower doc_stride or raise max_length"
+            )
+
+    @property
+    def question_budget(self) -> int:
+        """Question tokens per window: [CLS] q [SEP] context [SEP] must keep more context tokens than
+        the stride, or the tokenizer panics; so a long question is cut rather than the run failing."""
+        return min(self.max_question_tokens, self.max_length - 3 - self.doc_stride - 1)
 
 
 def reader_context(title: str, context: str, title_prefix: bool) -> tuple[str, int]:
@@ -33,12 +47,22 @@ def reader_context(title: str, context: str, title_prefix: bool) -> tuple[str, i
     return context, 0
 
 
+def _bounded_questions(tokenizer, questions: list[str], max_tokens: int) -> list[str]:
+    """Questions cut after `max_tokens` tokens, so every window keeps room for context."""
+    stripped = [q.strip() for q in questions]
+    enc = tokenizer(stripped, add_special_tokens=False, return_offsets_mapping=True)
+    bounded = []
+    for q, offsets in zip(stripped, enc["offset_mapping"], strict=True):
+        bounded.append(q[: offsets[max_tokens - 1][1]] if len(offsets) > max_tokens else q)
+    return bounded
+
+
 def _encode(tokenizer, questions: list[str], contexts: list[str], settings: ReaderSettings):
     """Tokenize pairs into overflowing windows with offsets (only the context is ever truncated)."""
     # transformers 5: a tokenizers-backed tokenizer omits token_type_ids unless asked (FACTS.md).
     wants_types = "token_type_ids" in tokenizer.model_input_names
     return tokenizer(
-        [q.lstrip() for q in questions],
+        _bounded_questions(tokenizer, questions, settings.question_budget),
         contexts,
         truncation="only_second",
         max_length=settings.max_length,

@@ -28,6 +28,9 @@ from odqa.schema import NBEST_FILE, PREDICTIONS_FILE, Hit, QAExample, RetrievalR
 log = logging.getLogger(__name__)
 
 
+QUESTIONS_PER_CHUNK = 256
+
+
 @dataclass
 class PredictResult:
     predictions_path: Path
@@ -136,6 +139,7 @@ class Reader:
                 max_length=int(saved["max_length"]),
                 doc_stride=int(saved["doc_stride"]),
                 title_prefix=bool(saved["title_prefix"]),
+                max_question_tokens=int(saved.get("max_question_tokens", ReaderSettings.max_question_tokens)),
             )
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         model = AutoModelForQuestionAnswering.from_pretrained(str(model_dir))
@@ -164,15 +168,26 @@ class Reader:
         """Returns (predictions {id: text}, nbest {id: [entry, ...]}) with entries as in DESIGN.md."""
         if config.threads:
             torch.set_num_threads(config.threads)
-        pairs = reading_pairs(results, config.top_k_passages)
-        features = inference_features(
-            [results[qi].question for qi, _ in pairs],
-            [results[qi].passages[rank].title for qi, rank in pairs],
-            [results[qi].passages[rank].text for qi, rank in pairs],
-            self.tokenizer,
-            self.settings,
-        )
-        return select_answers(results, pairs, features, self._logits(features, config.batch_size), config)
+        predictions: dict = {}
+        nbest: dict = {}
+        # Questions go through in chunks so memory stays bounded however many questions there are.
+        chunks = range(0, len(results), QUESTIONS_PER_CHUNK)
+        for start in tqdm(chunks, desc="predict", unit="chunk", disable=len(chunks) < 2):
+            chunk = results[start : start + QUESTIONS_PER_CHUNK]
+            pairs = reading_pairs(chunk, config.top_k_passages)
+            features = inference_features(
+                [chunk[qi].question for qi, _ in pairs],
+                [chunk[qi].passages[rank].title for qi, rank in pairs],
+                [chunk[qi].passages[rank].text for qi, rank in pairs],
+                self.tokenizer,
+                self.settings,
+            )
+            chunk_predictions, chunk_nbest = select_answers(
+                chunk, pairs, features, self._logits(features, config.batch_size), config
+            )
+            predictions.update(chunk_predictions)
+            nbest.update(chunk_nbest)
+        return predictions, nbest
 
 
 def reading_pairs(results: list[RetrievalResult], top_k_passages: int | None) -> list[tuple[int, int]]:

@@ -127,9 +127,11 @@ def train_reader(
     set_seed(config.seed)
     examples = _load_examples(train_qa_path)
     out_dir = Path(out_dir)
+    settings = ReaderSettings(
+        config.max_length, config.doc_stride, config.title_prefix, config.max_question_tokens
+    )  # validated before any training work
     with atomic_dir(out_dir) as tmp:
         model, tokenizer = _build_model(config, examples, corpus_path, tmp)
-        settings = ReaderSettings(config.max_length, config.doc_stride, config.title_prefix)
         features = train_features(examples, tokenizer, settings, path=train_qa_path)
         summary = _train_loop(config, model, tokenizer, features)
         summary.update(examples=len(examples), features=len(features))

@@ -109,3 +109,21 @@ def load_passages(path: str | Path) -> list[Passage]:
     if not passages:
         raise InputError("no passages to index", path=path)
     return passages
+
+
+def with_stage_defaults(
+    kind: str, options: dict[str, Any], analyzer: str = "", train_qa: str | Path | None = None
+) -> dict[str, Any]:
+    """Options as the pipeline's index stage uses them: a BM25 index (or hybrid member) without an
+    analyzer gets the pipeline's `analyzer`; a dense one without training questions gets `train_qa`."""
+    options = dict(options)
+    if kind == "bm25" and analyzer:
+        options.setdefault("analyzer", analyzer)
+    if kind == "dense" and train_qa and not options.get("init_from"):
+        options.setdefault("train_qa", str(train_qa))
+    if kind == "hybrid":
+        options["members"] = [
+            {"kind": m.get("kind"), **with_stage_defaults(m.get("kind", ""), m, analyzer, train_qa)}
+            for m in options.get("members", [])
+        ]
+    return options

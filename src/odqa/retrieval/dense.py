@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import re
 import tempfile
 import time
 import unicodedata
@@ -64,6 +65,15 @@ class DenseConfig:
     bm25_analyzer: str = "kiwi+bigram"
     title_prefix: bool = True  # encode f"{title}\n{text}", as the BM25 index does
     pooling: str = "mean"  # mean of token vectors (learns fast from scratch) | cls (DPR's [CLS] vector)
+    # dot (DPR) | cosine: unit vectors and a temperature, so a passage cannot win on vector length
+    # alone (from scratch, dot products let memorised training passages outrank unseen ones).
+    similarity: str = "dot"
+    temperature: float = 0.05  # cosine only: scores are divided by it in the training loss
+    shared_encoder: bool = False  # one encoder for questions and passages (half the parameters)
+    # Inverse cloze task over the whole corpus before QA training (no labels: a sentence of a passage
+    # is the query, its passage the positive), so every passage, not only training ones, is seen.
+    ict_epochs: int = 0
+    ict_queries_per_passage: int = 2
     index_type: str = "flat"  # flat (exact inner product) | hnsw (approximate, for large corpora)
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
@@ -72,6 +82,8 @@ class DenseConfig:
     seed: int = 13
 
     def __post_init__(self) -> None:
+        if self.similarity not in ("dot", "cosine"):
+            raise InputError(f"similarity must be dot or cosine, not {self.similarity!r}")
         if self.pooling not in ("mean", "cls"):
             raise InputError(f"pooling must be mean or cls, not {self.pooling!r}")
         if self.index_type not in ("flat", "hnsw"):
@@ -101,6 +113,7 @@ class DualEncoder:
         self.max_question_tokens = config.max_question_tokens
         self.max_passage_tokens = config.max_passage_tokens
         self.pooling = config.pooling
+        self.normalize = config.similarity == "cosine"
 
     def _embed(self, model, texts: list[str], max_length: int) -> torch.Tensor:
         batch = self.tokenizer(
@@ -109,9 +122,11 @@ class DualEncoder:
         mask = batch["attention_mask"]
         hidden = model(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
         if self.pooling == "cls":
-            return hidden[:, 0]
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+            pooled = hidden[:, 0]
+        else:
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return torch.nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
 
     def embed_questions(self, texts: list[str]) -> torch.Tensor:
         return self._embed(self.question_model, texts, self.max_question_tokens)
@@ -161,7 +176,9 @@ def new_dual_encoder(config: DenseConfig, passages: list[Passage], examples: lis
         try:
             tokenizer = AutoTokenizer.from_pretrained(config.encoder_model)
             question_model = AutoModel.from_pretrained(config.encoder_model)
-            passage_model = AutoModel.from_pretrained(config.encoder_model)
+            passage_model = (
+                question_model if config.shared_encoder else AutoModel.from_pretrained(config.encoder_model)
+            )
         except OSError as e:
             raise InputError(f"cannot load encoder_model {config.encoder_model!r}: {e}") from None
     else:
@@ -179,6 +196,8 @@ def new_dual_encoder(config: DenseConfig, passages: list[Passage], examples: lis
             pad_token_id=tokenizer.pad_token_id,
         )
         question_model, passage_model = BertModel(bert), BertModel(bert)
+    if config.shared_encoder:
+        passage_model = question_model
     return DualEncoder(question_model, passage_model, tokenizer, config)
 
 
@@ -246,7 +265,12 @@ def _bm25_hard_negatives(
 
 
 def train_dual_encoder(
-    encoder: DualEncoder, data: list[TrainingExample], passages: list[Passage], config: DenseConfig
+    encoder: DualEncoder,
+    data: list[TrainingExample],
+    passages: list[Passage],
+    config: DenseConfig,
+    epochs: int | None = None,
+    stage: str = "dense",
 ) -> list[float]:
     """In-batch + hard-negative contrastive training (NLL of the gold passage); returns mean loss per epoch.
 
@@ -254,21 +278,24 @@ def train_dual_encoder(
     about the same paragraph (common in KorQuAD) are not pushed away from their own answer."""
     rng = random.Random(config.seed)
     texts = [passage_text(p, config.title_prefix) for p in passages]
-    params = list(encoder.question_model.parameters()) + list(encoder.passage_model.parameters())
+    params = list(
+        {id(p): p for m in (encoder.question_model, encoder.passage_model) for p in m.parameters()}.values()
+    )
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.01)
     steps_per_epoch = (len(data) + config.batch_size - 1) // config.batch_size
-    total = steps_per_epoch * config.epochs
+    epochs = config.epochs if epochs is None else epochs
+    total = steps_per_epoch * epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
     encoder.question_model.train()
     encoder.passage_model.train()
     epoch_losses = []
-    for epoch in range(config.epochs):
+    for epoch in range(epochs):
         order = list(range(len(data)))
         rng.shuffle(order)
         losses = []
         bar = tqdm(
             range(0, len(order), config.batch_size),
-            desc=f"dense epoch {epoch + 1}/{config.epochs}",
+            desc=f"{stage} epoch {epoch + 1}/{epochs}",
             unit="step",
         )
         for start in bar:
@@ -279,6 +306,8 @@ def train_dual_encoder(
             q = encoder.embed_questions([b.question for b in batch])
             p = encoder.embed_passages([texts[i] for i in columns])
             scores = q @ p.T
+            if config.similarity == "cosine":
+                scores = scores / config.temperature
             cols = torch.tensor(columns)
             gold = torch.tensor([b.positive for b in batch])
             same_passage = cols.unsqueeze(0) == gold.unsqueeze(1)
@@ -293,8 +322,22 @@ def train_dual_encoder(
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         epoch_losses.append(float(np.mean(losses)) if losses else float("nan"))
-        log.info("dense epoch %d: mean loss %.4f", epoch + 1, epoch_losses[-1])
+        log.info("%s epoch %d: mean loss %.4f", stage, epoch + 1, epoch_losses[-1])
     return epoch_losses
+
+
+def inverse_cloze_examples(passages: list[Passage], config: DenseConfig) -> list[TrainingExample]:
+    """Pseudo-questions from the corpus itself: up to `ict_queries_per_passage` sentences per passage."""
+    rng = random.Random(config.seed)
+    data = []
+    for i, passage in enumerate(passages):
+        sentences = [s for s in _SENTENCE_END.split(passage.text) if len(s.strip()) >= 10]
+        for sentence in rng.sample(sentences, min(len(sentences), config.ict_queries_per_passage)):
+            data.append(TrainingExample(sentence.strip(), i, []))
+    return data
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def build_faiss_index(vectors: np.ndarray, config: DenseConfig) -> faiss.Index:
@@ -369,6 +412,12 @@ class DenseRetriever:
                     path=config.train_qa,
                 )
             log.info("dense training data: %s", stats)
+            if config.ict_epochs:
+                cloze = inverse_cloze_examples(passages, config)
+                stats["inverse_cloze_queries"] = len(cloze)
+                stats["inverse_cloze_losses"] = train_dual_encoder(
+                    encoder, cloze, passages, config, epochs=config.ict_epochs, stage="inverse cloze"
+                )
             losses = train_dual_encoder(encoder, data, passages, config)
             info["training"] = {
                 **stats,

@@ -31,6 +31,8 @@ FUSIONS = ("rrf", "minmax", "zscore")
 @dataclass
 class HybridConfig:
     indexes: list[str] = field(default_factory=list)  # sub-retriever index folders (or "a,b" on the CLI)
+    # Or sub-retrievers to build inside the hybrid's own folder: [{"kind": "bm25", "analyzer": ...}, ...]
+    members: list[dict] = field(default_factory=list)
     fusion: str = "rrf"  # rrf | minmax | zscore
     rrf_k: int = 60
     weights: list[float] = field(default_factory=list)  # one per index; empty = equal weights
@@ -43,17 +45,22 @@ class HybridConfig:
             self.weights = [float(w) for w in self.weights.split(",") if w.strip()]
         if isinstance(self.weights, int | float):
             self.weights = [float(self.weights), 1.0 - float(self.weights)]
-        if len(self.indexes) < 2:
-            raise InputError(f"hybrid needs at least two sub-indexes, got {self.indexes!r}")
+        if self.members and self.indexes:
+            raise InputError("hybrid takes either indexes (built already) or members (to build), not both")
+        for member in self.members:
+            if not isinstance(member, dict) or "kind" not in member:
+                raise InputError(f"each hybrid member needs a 'kind', got {member!r}")
+        if len(self.indexes or self.members) < 2:
+            raise InputError(f"hybrid needs at least two sub-indexes, got {self.indexes or self.members!r}")
         if self.fusion not in FUSIONS:
             raise InputError(f"fusion must be one of {FUSIONS}, not {self.fusion!r}")
-        if self.weights and len(self.weights) != len(self.indexes):
-            raise InputError(f"{len(self.weights)} weights for {len(self.indexes)} indexes")
+        if self.weights and len(self.weights) != len(self.indexes or self.members):
+            raise InputError(f"{len(self.weights)} weights for {len(self.indexes or self.members)} indexes")
         if any(w < 0 for w in self.weights):
             raise InputError(f"weights must be non-negative: {self.weights}")
 
     def weight_list(self) -> list[float]:
-        return list(self.weights) if self.weights else [1.0] * len(self.indexes)
+        return list(self.weights) if self.weights else [1.0] * len(self.indexes or self.members)
 
 
 def reciprocal_rank_fusion(
@@ -184,6 +191,27 @@ def _plot_tuning(scores: dict[float, float], metric: str, fusion: str, path: Pat
     plt.close(fig)
 
 
+MEMBERS_DIR = "members"
+
+
+def member_names(members: list[dict]) -> list[str]:
+    """Folder names for built members: kind (+ analyzer), numbered when two would collide."""
+    bases = ["-".join(str(m[k]).replace("+", "_") for k in ("kind", "analyzer") if m.get(k)) for m in members]
+    return [base if bases.count(base) == 1 else f"{base}-{i}" for i, base in enumerate(bases)]
+
+
+def sub_indexes(index_dir: str | Path) -> dict[str, Path]:
+    """{name: folder} of a hybrid index's sub-retrievers (empty for any other index), so each can be
+    evaluated on its own next to the fused ranking."""
+    config_path = Path(index_dir) / RETRIEVER_CONFIG_FILE
+    saved = read_json(config_path)
+    if not isinstance(saved, dict) or saved.get("type") != "hybrid":
+        return {}
+    retriever = HybridRetriever.load(index_dir)
+    names = saved.get("member_names") or [Path(p).name for p in retriever.config.indexes]
+    return {name: Path(p) for name, p in zip(names, retriever.config.indexes, strict=True)}
+
+
 class HybridRetriever:
     config_class = HybridConfig
 
@@ -195,8 +223,11 @@ class HybridRetriever:
     def build(
         cls, config: HybridConfig, passages_path: str | Path | None, index_dir: str | Path
     ) -> HybridRetriever:
-        """Sub-indexes are built separately; this records where they are (also relative to `index_dir`,
-        so the folders can move together) and the fusion settings. `passages_path` is not read."""
+        """Sub-indexes built separately (`indexes`) are recorded by where they are (also relative to
+        `index_dir`, so the folders can move together); `members` are built from `passages_path` into
+        `index_dir/members/`, so the hybrid folder is self-contained."""
+        if config.members:
+            return cls._build_members(config, passages_path, index_dir)
         target = Path(index_dir).resolve()
         absolute = [str(Path(p).resolve()) for p in config.indexes]
         retrievers = [load_retriever(p) for p in absolute]
@@ -210,6 +241,33 @@ class HybridRetriever:
         with atomic_dir(index_dir) as tmp:
             write_json(tmp / RETRIEVER_CONFIG_FILE, stored)
         return cls(dataclasses.replace(config, indexes=absolute), retrievers)
+
+    @classmethod
+    def _build_members(
+        cls, config: HybridConfig, passages_path: str | Path | None, index_dir: str | Path
+    ) -> HybridRetriever:
+        from odqa.retrieval.base import build_index
+
+        if passages_path is None:
+            raise InputError("hybrid members are built from passages: give passages_path")
+        target = Path(index_dir).resolve()
+        names = member_names(config.members)
+        relative = [f"{MEMBERS_DIR}/{name}" for name in names]
+        with atomic_dir(target) as tmp:
+            for member, rel in zip(config.members, relative, strict=True):
+                options = {k: v for k, v in member.items() if k != "kind"}
+                log.info("hybrid member %s: building %s index", rel, member["kind"])
+                build_index(member["kind"], options, passages_path, tmp / rel)
+            stored = {
+                "type": "hybrid",
+                **dataclasses.asdict(config),
+                "members": [],
+                "member_names": names,
+                "indexes": [str(target / rel) for rel in relative],
+                "indexes_relative": relative,
+            }
+            write_json(tmp / RETRIEVER_CONFIG_FILE, stored)
+        return cls.load(target)
 
     @classmethod
     def load(cls, index_dir: str | Path) -> HybridRetriever:
