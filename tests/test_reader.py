@@ -119,7 +119,9 @@ def test_answer_longer_than_every_window_is_cls_everywhere(tokenizer):
     context = " ".join(WORDS * 2)
     answer = " ".join(WORDS[2:18])
     features = train_features(
-        [_example(context, answer)], tokenizer, ReaderSettings(max_length=16, doc_stride=4, max_question_tokens=4)
+        [_example(context, answer)],
+        tokenizer,
+        ReaderSettings(max_length=16, doc_stride=4, max_question_tokens=4),
     )
     assert len(features) > 1
     assert all((f["start_positions"], f["end_positions"]) == (CLS_INDEX, CLS_INDEX) for f in features)
@@ -128,7 +130,11 @@ def test_answer_longer_than_every_window_is_cls_everywhere(tokenizer):
 def test_long_question_is_cut_so_windows_keep_context(tokenizer):
     long_question = " ".join(WORDS * 6) + "?"
     ex = QAExample(
-        id="long", question=long_question, context=CORPUS[0], title="", answers={"answer_start": [], "text": []}
+        id="long",
+        question=long_question,
+        context=CORPUS[0],
+        title="",
+        answers={"answer_start": [], "text": []},
     )
     settings = ReaderSettings(max_length=40, doc_stride=8, max_question_tokens=10)
     features = train_features([ex], tokenizer, settings)

@@ -103,7 +103,9 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
             try:
                 line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError:
-                raise InputError("not UTF-8 text: re-encode the file as UTF-8", path=path, record=f"line {lineno}") from None
+                raise InputError(
+                    "not UTF-8 text: re-encode the file as UTF-8", path=path, record=f"line {lineno}"
+                ) from None
             if not line.strip():
                 continue
             try:

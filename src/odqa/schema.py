@@ -49,7 +49,10 @@ class QAExample:
             context=d.get("context", "") or "",
             title=d.get("title", "") or "",
             document_id=str(d.get("document_id", "") or ""),
-            answers={"answer_start": list(answers.get("answer_start", [])), "text": list(answers.get("text", []))},
+            answers={
+                "answer_start": list(answers.get("answer_start", [])),
+                "text": list(answers.get("text", [])),
+            },
             weight=float(d.get("weight", 1.0)),
         )
 
@@ -106,7 +109,9 @@ class Hit:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Hit:
-        return cls(str(d["passage_id"]), str(d["doc_id"]), d.get("title", "") or "", d["text"], float(d["score"]))
+        return cls(
+            str(d["passage_id"]), str(d["doc_id"]), d.get("title", "") or "", d["text"], float(d["score"])
+        )
 
 
 @dataclass

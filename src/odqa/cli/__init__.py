@@ -15,7 +15,9 @@ COMMAND_MODULES = ["data", "retrieval", "reader", "evaluate", "augment", "pipeli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="odqa", description="Open-domain question answering over Wikipedia.")
+    parser = argparse.ArgumentParser(
+        prog="odqa", description="Open-domain question answering over Wikipedia."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
