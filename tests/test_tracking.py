@@ -164,5 +164,7 @@ def test_stage_runs_nest_under_parent_and_failure_marks_parent(store, tmp_path):
     parent_run = c.get_run(parent)
     assert parent_run.info.status == "FAILED" and parent_run.data.tags["odqa.failed_stage"] == "predict"
     assert parent_run.data.params["reader.epochs"] == "1"
+    assert parent_run.data.metrics["index.recall_at_5"] == 0.9  # stage metrics mirrored on the pipeline run
+    assert f"predict.{tracking.DURATION_METRIC}" in parent_run.data.metrics
     exp = c.get_experiment(parent_run.info.experiment_id)
     assert exp.artifact_location == (tmp_path / "mlartifacts").as_uri()

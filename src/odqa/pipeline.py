@@ -152,8 +152,20 @@ def compile_pipeline(out_path: str | os.PathLike = PIPELINE_YAML) -> Path:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".tmp-{out_path.name}")
     compiler.Compiler().compile(load_pipeline(), str(tmp))
-    os.replace(tmp, out_path)
+    if out_path.is_file() and _same_yaml(tmp, out_path):
+        tmp.unlink()  # kfp orders the header comment's dicts at random: keep the file, not a noisy diff
+    else:
+        os.replace(tmp, out_path)
     return out_path
+
+
+def _same_yaml(a: Path, b: Path) -> bool:
+    import yaml
+
+    def load(path: Path) -> list:
+        return list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+
+    return load(a) == load(b)
 
 
 def validate_cron(expression: str) -> str:

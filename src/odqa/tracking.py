@@ -157,7 +157,12 @@ class StageRun:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
         ]
         if values:
-            client(self.tracking_uri).log_batch(self.run_id, metrics=values)
+            c = client(self.tracking_uri)
+            c.log_batch(self.run_id, metrics=values)
+            # Mirrored on the pipeline run as "<stage>.<metric>", so the run list compares pipeline runs
+            # (EM, F1, recall@k, seconds per stage) without opening each stage run.
+            mirrored = [Metric(f"{self.stage}.{m.key}", m.value, m.timestamp, m.step) for m in values]
+            c.log_batch(self.parent_run_id, metrics=mirrored)
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         path = Path(path)
