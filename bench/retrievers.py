@@ -14,6 +14,7 @@ process, so peak RSS is that retriever's own.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -108,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default="bench_out/retrievers")
     parser.add_argument("--dense-epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in each child")
+    parser.add_argument(
+        "--dense-options",
+        default="{}",
+        help='extra DenseConfig options as JSON, e.g. \'{"similarity": "cosine", "ict_epochs": 2}\'',
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out = Path(args.out_dir).resolve()
@@ -139,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 "train_qa": str(dense_train),
                 "epochs": args.dense_epochs,
                 "num_threads": args.threads,
+                **json.loads(args.dense_options),
             }
         else:  # the same trained encoders, re-encoding the larger corpus
             dense_options = {
@@ -168,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
             doc_aliases_path=aliases,
             plot_path=out / corpus / "fusion_weight.png",
         )
+        sparse = [str(idx / "bm25-kiwi+bigram"), str(idx / "bm25-bigram")]
         hybrid_runs = {
+            "hybrid zscore (bm25 kiwi+bigram + bm25 bigram)": {"indexes": sparse, "fusion": "zscore"},
             "hybrid rrf (bm25 kiwi+bigram + dense)": {"indexes": subs, "fusion": "rrf"},
             f"hybrid minmax w={tuning.weight:.2f} (bm25 kiwi+bigram + dense)": {
                 "indexes": subs,
@@ -218,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nfusion weight (minmax, tuned on {fusion_dev.name}): see */fusion_weight.png; plots in {out}")
     print(
         f"reproduce: .venv/bin/python bench/retrievers.py --dense-epochs {args.dense_epochs} --threads {args.threads}"
+        f" --dense-options '{args.dense_options}'"
     )
     return 0
 

@@ -158,3 +158,37 @@ def test_config_errors_are_input_errors(tmp_path: Path):
         from odqa.retrieval.dense import new_dual_encoder
 
         new_dual_encoder(DenseConfig(train_qa="x", encoder_model=str(tmp_path / "nope")), [], [])
+
+
+def test_inverse_cloze_queries_come_from_every_passage():
+    from odqa.retrieval.dense import inverse_cloze_examples
+
+    passages = [
+        Passage("a-0", "a", "A", "첫 문장은 충분히 길어야 한다. 두 번째 문장도 충분히 길다. 짧다."),
+        Passage("b-0", "b", "B", "다른 문서의 유일한 문장이 여기에 있다."),
+    ]
+    config = DenseConfig(train_qa="unused.jsonl", ict_queries_per_passage=2)
+    data = inverse_cloze_examples(passages, config)
+    by_passage = {}
+    for ex in data:
+        by_passage.setdefault(ex.positive, []).append(ex.question)
+        assert ex.question in passages[ex.positive].text and not ex.hard_negatives
+    assert sorted(by_passage) == [0, 1]
+    assert len(by_passage[0]) == 2 and "짧다." not in by_passage[0]  # too short to be a query
+    assert data == inverse_cloze_examples(passages, config)  # seeded
+
+
+def test_cosine_shared_encoder_with_inverse_cloze_builds_unit_vectors(korquad_slice, tmp_path: Path):
+    passages_path, qa_path, passages = korquad_slice
+    options = {"train_qa": str(qa_path), "epochs": 1, "similarity": "cosine", "shared_encoder": True}
+    index_dir = build_index("dense", {**options, "ict_epochs": 1, **TINY}, passages_path, tmp_path / "dense")
+    stored = json.loads((index_dir / RETRIEVER_CONFIG_FILE).read_text())
+    assert stored["training"]["inverse_cloze_queries"] >= len(passages)
+    assert len(stored["training"]["inverse_cloze_losses"]) == 1
+    retriever = load_retriever(index_dir)
+    hits = retriever.search([load_qa(qa_path).examples[0].question], top_k=len(passages))[0]
+    assert all(-1.0001 <= h.score <= 1.0001 for h in hits)  # cosine similarities
+    vectors = retriever.encoder.encode([passages[0].text], "passage", 4)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(InputError, match="similarity"):
+        DenseConfig(train_qa="q.jsonl", similarity="l2")

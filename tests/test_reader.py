@@ -266,10 +266,10 @@ def _two_passage_case(tokenizer):
 def test_score_modes_rank_across_passages_differently(tokenizer):
     results, pairs, features, logits = _two_passage_case(tokenizer)
     by_logit, nbest_logit = select_answers(
-        results, pairs, features, logits, PredictConfig(score_mode="logit_sum")
+        results, pairs, features, logits, PredictConfig(score_mode="logit_sum", use_retrieval_score=False)
     )
     by_prob, nbest_prob = select_answers(
-        results, pairs, features, logits, PredictConfig(score_mode="prob_product")
+        results, pairs, features, logits, PredictConfig(score_mode="prob_product", use_retrieval_score=False)
     )
     assert nbest_logit["q1"][0]["passage_id"] == "d1-0"
     assert nbest_prob["q1"][0]["passage_id"] == "d2-0"
@@ -345,3 +345,16 @@ def test_prediction_in_question_chunks_equals_one_pass(tokenizer, monkeypatch):
     assert [[e["text"] for e in chunked[1][q]] for q in chunked[1]] == [
         [e["text"] for e in whole[1][q]] for q in whole[1]
     ]
+
+
+def test_trim_particles_in_prediction_trims_the_best_spans(tokenizer):
+    from odqa.korean_answers import trim_particles
+
+    results, pairs, features, logits = _two_passage_case(tokenizer)
+    plain, _ = select_answers(results, pairs, features, logits, PredictConfig(n_best=5))
+    trimmed, nbest = select_answers(
+        results, pairs, features, logits, PredictConfig(n_best=5, trim_particles=True)
+    )
+    assert trimmed["q1"] == trim_particles([plain["q1"]])[0]
+    texts = [e["text"] for e in nbest["q1"]]
+    assert len(texts) == len(set(texts)) and all(t == trim_particles([t])[0] for t in texts)

@@ -45,8 +45,18 @@ def add_commands(subparsers) -> None:
     predict.add_argument("--score-mode", choices=SCORE_MODES, default=_PREDICT_DEFAULTS.score_mode)
     predict.add_argument("--n-best", type=int, default=_PREDICT_DEFAULTS.n_best)
     predict.add_argument("--max-answer-length", type=int, default=_PREDICT_DEFAULTS.max_answer_length)
-    predict.add_argument("--top-k-passages", type=int, default=None)
-    predict.add_argument("--use-retrieval-score", action="store_true")
+    predict.add_argument(
+        "--top-k-passages",
+        type=int,
+        default=_PREDICT_DEFAULTS.top_k_passages,
+        help="retrieved passages read per question (0: all)",
+    )
+    predict.add_argument(
+        "--use-retrieval-score",
+        action=argparse.BooleanOptionalAction,
+        default=_PREDICT_DEFAULTS.use_retrieval_score,
+        help="weigh each answer by its passage's retrieval probability",
+    )
     predict.add_argument("--trim-particles", action="store_true")
     predict.add_argument("--batch-size", type=int, default=_PREDICT_DEFAULTS.batch_size)
     predict.add_argument("--threads", type=int, default=None)
@@ -71,7 +81,7 @@ def _train(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from odqa.reader.predict import predict, predict_gold
 
-    config = _config(PredictConfig, args)
+    config = _config(PredictConfig, args, top_k_passages=args.top_k_passages or None)
     if args.retrieved:
         result = predict(config, args.model, args.retrieved, args.out)
     else:

@@ -41,10 +41,13 @@ class PredictConfig:
     score_mode: str = "prob_product"
     n_best: int = 20
     max_answer_length: int = 30  # in tokens
-    top_k_passages: int | None = None  # read only the first k retrieved passages (None: all)
+    # Read only the first k retrieved passages (None: all). With BM25 recall@5 at 0.998 on KorQuAD,
+    # reading 20 costs 4x the time and lets a weak reader pick spans from wrong passages.
+    top_k_passages: int | None = 5
     # Combine with a softmax over the question's retrieval scores (times the probability in
-    # prob_product, plus its log in logit_sum).
-    use_retrieval_score: bool = False
+    # prob_product, plus its log in logit_sum). Measured on KorQuAD dev (bench/README.md): EM 0.95 ->
+    # 2.08 at top-5 for the from-scratch reader, equal to reading the gold passage.
+    use_retrieval_score: bool = True
     batch_size: int = 64
     trim_particles: bool = False
     threads: int | None = None

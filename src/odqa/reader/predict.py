@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 
 QUESTIONS_PER_CHUNK = 256
+TRIM_SLACK = 4  # with trim_particles, spans trimmed per question = n_best * TRIM_SLACK
 
 
 @dataclass
@@ -229,16 +230,23 @@ def select_answers(
                     "retrieval_score": hit.score,
                 }
             )
+    for cands in candidates:
+        cands.sort(key=lambda c: c["score"], reverse=True)
     if config.trim_particles:
         from odqa.korean_answers import trim_particles
 
-        flat = [c for cands in candidates for c in cands]
-        for c, trimmed in zip(flat, trim_particles([c["text"] for c in flat]), strict=True):
-            c["text"] = trimmed
+        # Only the best spans can reach the n-best list; trimming merges some texts, hence the slack.
+        # Each distinct text goes through Kiwi once.
+        for i, cands in enumerate(candidates):
+            candidates[i] = cands[: config.n_best * TRIM_SLACK]
+        texts = sorted({c["text"] for cands in candidates for c in cands})
+        trimmed = dict(zip(texts, trim_particles(texts), strict=True))
+        for cands in candidates:
+            for c in cands:
+                c["text"] = trimmed[c["text"]]
 
     predictions, nbest = {}, {}
     for result, cands in zip(results, candidates, strict=True):
-        cands.sort(key=lambda c: c["score"], reverse=True)
         seen, best = set(), []
         for c in cands:  # one entry per distinct text, at its best score
             if c["text"].strip() and c["text"] not in seen:
