@@ -2,7 +2,7 @@
 same seeds, same training steps), EM/F1 deltas with a paired bootstrap 95% interval over questions.
 
 Setting (reduced so it finishes on 2 shared CPU cores): a from-scratch BERT reader (hidden 128,
-2 layers, max_length 256) trained for --steps steps; eval questions read the BM25 (bigram) top
+2 layers, max_length 256) trained for --steps steps; eval questions read the BM25 (kiwi+bigram) top
 --top-k passages. Results go to MLflow (SQLite under --out) and to the "## Ablation" section of
 bench/README.md.
 
@@ -62,6 +62,8 @@ def variants(base_train: ReaderTrainConfig, base_predict: PredictConfig) -> list
         Variant("qg_filtered", "qg kept only where the baseline reader has F1>=0.5", augment=AugmentConfig(qg_per_passage=2)),
         Variant("trim_particles", "predict: trim particles (Kiwi)", predict=replace(base_predict, trim_particles=True)),
         Variant("logit_sum", "predict: score mode logit_sum", predict=replace(base_predict, score_mode="logit_sum")),
+        Variant("no_retrieval_score", "predict: reader score only (no BM25 softmax)", predict=replace(base_predict, use_retrieval_score=False)),
+        Variant("top20", "predict: read the top-20 passages, not 5", predict=replace(base_predict, top_k_passages=20)),
         Variant("curriculum", "margin curriculum, easy->hard, no shuffle", curriculum=True),
         Variant("ensemble2", "prob_product ensemble of baseline + seed 43", ensemble_seed=43),
     ]  # fmt: skip
@@ -117,14 +119,14 @@ def main(argv: list[str] | None = None) -> int:
 
     split = prepare_korquad(KorquadSplitConfig(eval_fraction=0.2, seed=42), korquad_dev_path(), out / "split")
     passages = preprocess(PreprocessConfig(), split.documents_path, out / "passages")
-    index = build_index("bm25", {"analyzer": "bigram"}, passages.passages_path, out / "bm25")
+    index = build_index("bm25", {"analyzer": "kiwi+bigram"}, passages.passages_path, out / "bm25")
     eval_examples = load_qa(split.eval_path).examples[: args.eval_limit]
     eval_path = out / "eval.jsonl"
     write_qa(eval_path, eval_examples)
-    retrieved = retrieve(index, eval_path, out / "retrieved.jsonl", top_k=args.top_k)
+    retrieved = retrieve(index, eval_path, out / "retrieved.jsonl", top_k=max(args.top_k, 20))
 
     base_train = ReaderTrainConfig(max_length=256, doc_stride=64, max_steps=args.steps, epochs=100.0, threads=args.threads, seed=42)  # fmt: skip
-    base_predict = PredictConfig(score_mode="prob_product", n_best=20, threads=args.threads)
+    base_predict = PredictConfig(n_best=20, top_k_passages=args.top_k, threads=args.threads)
 
     def run_reader(name: str, config: ReaderTrainConfig, train_path: Path) -> Path:
         model_dir = out / "models" / name

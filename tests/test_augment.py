@@ -105,6 +105,22 @@ def test_hard_negatives_are_unanswerable_wrong_passages(train_slice, bm25_index,
         augment(AugmentConfig(hard_negatives=1), train_slice, tmp_path / "x.jsonl")
 
 
+def test_question_generation_from_split_passages_has_unique_ids(train_slice, korquad_passages, tmp_path):
+    from odqa.io import iter_jsonl
+
+    passages = list(iter_jsonl(korquad_passages.passages_path))
+    split_docs = {p["doc_id"] for p in passages if not p["passage_id"].endswith("-0")}
+    assert split_docs  # some documents were split into several passages
+    examples, report = run(
+        AugmentConfig(qg_per_passage=2, qg_source="passages", qg_style="cloze", qg_max_passages=200),
+        train_slice,
+        tmp_path,
+        passages_path=korquad_passages.passages_path,
+    )  # run() reloads strictly: a duplicate id would be an InputError
+    generated = [ex for ex in examples if ex.id.startswith("qg-")]
+    assert len(generated) > 200 and len({ex.id for ex in generated}) == len(generated)
+
+
 @pytest.mark.parametrize("style,marker", [("wh", "?"), ("cloze", "_____")])
 def test_rule_question_generation(train_slice, tmp_path, style, marker):
     examples, report = run(AugmentConfig(qg_per_passage=2, qg_style=style), train_slice, tmp_path)

@@ -76,7 +76,7 @@ def _source_passages(config: AugmentConfig, examples: list[QAExample], passages_
         from odqa.schema import Passage
 
         sources = [
-            SourcePassage(p.doc_id, p.title, p.text)
+            SourcePassage(p.doc_id, p.title, p.text, p.passage_id)
             for p in map(Passage.from_dict, iter_jsonl(passages_path))
         ]
     else:

@@ -141,6 +141,7 @@ class SourcePassage:
     doc_id: str
     title: str
     text: str
+    passage_id: str = ""  # names generated ids when a document was split into several passages
 
 
 def generate_questions(
@@ -151,7 +152,8 @@ def generate_questions(
     weight: float = 1.0,
     seed: int = 42,
 ) -> list[QAExample]:
-    """Up to `per_passage` generated pairs per passage (distinct sentences first), ids 'qg-<doc>-<n>'."""
+    """Up to `per_passage` generated pairs per passage (distinct sentences first), ids
+    'qg-<passage or doc>-<n>'."""
     rng = random.Random(seed)
     texts = [p.text for p in passages]
     picked: list[tuple[SourcePassage, AnswerCandidate, int]] = []
@@ -181,10 +183,12 @@ def generate_questions(
     for (passage, cand, n), question in zip(picked, questions, strict=True):
         if not question.strip():
             continue
-        doc = passage.doc_id or hashlib.sha1(passage.text.encode("utf-8")).hexdigest()[:12]
+        source = (
+            passage.passage_id or passage.doc_id or hashlib.sha1(passage.text.encode("utf-8")).hexdigest()[:12]
+        )
         examples.append(
             QAExample(
-                id=f"qg-{doc}-{n}",
+                id=f"qg-{source}-{n}",
                 question=question,
                 context=passage.text,
                 title=passage.title,
