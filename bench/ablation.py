@@ -126,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     retrieved = retrieve(index, eval_path, out / "retrieved.jsonl", top_k=max(args.top_k, 20))
 
     base_train = ReaderTrainConfig(max_length=256, doc_stride=64, max_steps=args.steps, epochs=100.0, threads=args.threads, seed=42)  # fmt: skip
-    base_predict = PredictConfig(n_best=20, top_k_passages=args.top_k, threads=args.threads)
+    # Trimming is on by default in odqa; the baseline leaves it off so its row measures it.
+    base_predict = PredictConfig(
+        n_best=20, top_k_passages=args.top_k, trim_particles=False, threads=args.threads
+    )
 
     def run_reader(name: str, config: ReaderTrainConfig, train_path: Path) -> Path:
         model_dir = out / "models" / name

@@ -31,7 +31,7 @@ def odqa_pipeline(
     index_options: dict = {},  # noqa: B006 (KFP needs literal defaults)
     top_k: int = 20,
     reader_model: str = "",
-    epochs: float = 3.0,
+    epochs: float = 5.0,
     reader_configs: list = [{"hidden_size": 128, "num_layers": 2, "num_heads": 2, "threads": 2}],  # noqa: B006 (KFP needs literal defaults)
     score_mode: str = "prob_product",
     ensemble_config: dict = {},  # noqa: B006 (KFP needs literal defaults)

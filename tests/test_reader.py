@@ -358,3 +358,26 @@ def test_trim_particles_in_prediction_trims_the_best_spans(tokenizer):
     assert trimmed["q1"] == trim_particles([plain["q1"]])[0]
     texts = [e["text"] for e in nbest["q1"]]
     assert len(texts) == len(set(texts)) and all(t == trim_particles([t])[0] for t in texts)
+
+
+def test_question_overlap_marks_context_tokens_shared_with_the_question(tokenizer):
+    ex = QAExample(
+        id="o", question="세종대왕은 무엇을 창제하였나?", context=CORPUS[1], title="",
+        answers={"answer_start": [CORPUS[1].index("훈민정음")], "text": ["훈민정음"]},
+    )  # fmt: skip
+    plain = train_features([ex], tokenizer, ReaderSettings())[0]
+    marked = train_features([ex], tokenizer, ReaderSettings(question_overlap=True))[0]
+    assert plain["input_ids"] == marked["input_ids"] and 2 not in plain["token_type_ids"]
+    pieces = tokenizer.convert_ids_to_tokens(marked["input_ids"])
+    overlap = {pieces[i] for i, t in enumerate(marked["token_type_ids"]) if t == 2}
+    assert overlap and overlap <= set(tokenizer.tokenize(ex.question))
+    question_part = marked["input_ids"].index(tokenizer.sep_token_id)
+    assert all(t == 0 for t in marked["token_type_ids"][:question_part])  # only context tokens
+    assert (marked["start_positions"], marked["end_positions"]) == (
+        plain["start_positions"],
+        plain["end_positions"],
+    )
+    inference = inference_features(
+        [ex.question], [""], [ex.context], tokenizer, ReaderSettings(question_overlap=True)
+    )
+    assert inference[0].inputs["token_type_ids"] == marked["token_type_ids"]  # same feature at inference

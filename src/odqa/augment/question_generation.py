@@ -184,7 +184,9 @@ def generate_questions(
         if not question.strip():
             continue
         source = (
-            passage.passage_id or passage.doc_id or hashlib.sha1(passage.text.encode("utf-8")).hexdigest()[:12]
+            passage.passage_id
+            or passage.doc_id
+            or hashlib.sha1(passage.text.encode("utf-8")).hexdigest()[:12]
         )
         examples.append(
             QAExample(

@@ -57,7 +57,12 @@ def add_commands(subparsers) -> None:
         default=_PREDICT_DEFAULTS.use_retrieval_score,
         help="weigh each answer by its passage's retrieval probability",
     )
-    predict.add_argument("--trim-particles", action="store_true")
+    predict.add_argument(
+        "--trim-particles",
+        action=argparse.BooleanOptionalAction,
+        default=_PREDICT_DEFAULTS.trim_particles,
+        help="cut trailing Korean particles and copulas from answers (Kiwi)",
+    )
     predict.add_argument("--batch-size", type=int, default=_PREDICT_DEFAULTS.batch_size)
     predict.add_argument("--threads", type=int, default=None)
     predict.set_defaults(func=_predict)

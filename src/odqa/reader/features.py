@@ -24,6 +24,10 @@ class ReaderSettings:
     doc_stride: int = 64
     title_prefix: bool = False
     max_question_tokens: int = 64
+    # Context tokens that also occur in the question get token type 2 (DrQA's exact-match feature).
+    # Label-free, so identical at inference; it lets a small reader trained from scratch find the
+    # sentence the question talks about. Needs a model with type_vocab_size 3.
+    question_overlap: bool = False
 
     def __post_init__(self) -> None:
         if self.question_budget < 1:
@@ -57,11 +61,31 @@ def _bounded_questions(tokenizer, questions: list[str], max_tokens: int) -> list
     return bounded
 
 
+OVERLAP_TYPE = 2
+
+
+def _mark_question_overlap(tokenizer, enc) -> None:
+    """Set token type OVERLAP_TYPE on context tokens whose id is among the window's question tokens.
+    Word pieces of two characters or fewer after '##' (mostly particles and endings) never count."""
+    if "token_type_ids" not in enc:
+        raise InputError("question_overlap needs a tokenizer that returns token_type_ids")
+    pieces = tokenizer.convert_ids_to_tokens
+    special = set(tokenizer.all_special_ids)
+    for i, ids in enumerate(enc["input_ids"]):
+        sequence_ids = enc.sequence_ids(i)
+        question = {t for t, seq in zip(ids, sequence_ids, strict=True) if seq == 0 and t not in special}
+        question = {t for t in question if not (pieces(t).startswith("##") and len(pieces(t)) <= 4)}
+        types = enc["token_type_ids"][i]
+        for position, (t, seq) in enumerate(zip(ids, sequence_ids, strict=True)):
+            if seq == 1 and t in question:
+                types[position] = OVERLAP_TYPE
+
+
 def _encode(tokenizer, questions: list[str], contexts: list[str], settings: ReaderSettings):
     """Tokenize pairs into overflowing windows with offsets (only the context is ever truncated)."""
     # transformers 5: a tokenizers-backed tokenizer omits token_type_ids unless asked (FACTS.md).
-    wants_types = "token_type_ids" in tokenizer.model_input_names
-    return tokenizer(
+    wants_types = "token_type_ids" in tokenizer.model_input_names or settings.question_overlap
+    enc = tokenizer(
         _bounded_questions(tokenizer, questions, settings.question_budget),
         contexts,
         truncation="only_second",
@@ -72,6 +96,9 @@ def _encode(tokenizer, questions: list[str], contexts: list[str], settings: Read
         return_token_type_ids=wants_types,
         padding=False,
     )
+    if settings.question_overlap:
+        _mark_question_overlap(tokenizer, enc)
+    return enc
 
 
 def _model_inputs(tokenizer, enc, i: int) -> dict[str, list[int]]:

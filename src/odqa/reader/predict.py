@@ -141,6 +141,7 @@ class Reader:
                 doc_stride=int(saved["doc_stride"]),
                 title_prefix=bool(saved["title_prefix"]),
                 max_question_tokens=int(saved.get("max_question_tokens", ReaderSettings.max_question_tokens)),
+                question_overlap=bool(saved.get("question_overlap", False)),
             )
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         model = AutoModelForQuestionAnswering.from_pretrained(str(model_dir))

@@ -83,7 +83,7 @@ def _build_model(config: ReaderTrainConfig, examples: list[QAExample], corpus_pa
         hidden_dropout_prob=config.dropout,
         attention_probs_dropout_prob=config.dropout,
         max_position_embeddings=config.max_length,
-        type_vocab_size=2,
+        type_vocab_size=3 if config.question_overlap else 2,
         pad_token_id=tokenizer.pad_token_id,
     )
     return BertForQuestionAnswering(bert), tokenizer
@@ -128,7 +128,11 @@ def train_reader(
     examples = _load_examples(train_qa_path)
     out_dir = Path(out_dir)
     settings = ReaderSettings(
-        config.max_length, config.doc_stride, config.title_prefix, config.max_question_tokens
+        config.max_length,
+        config.doc_stride,
+        config.title_prefix,
+        config.max_question_tokens,
+        question_overlap=config.question_overlap and not config.reader_model,
     )  # validated before any training work
     with atomic_dir(out_dir) as tmp:
         model, tokenizer = _build_model(config, examples, corpus_path, tmp)
