@@ -88,3 +88,30 @@ def run_cli(monkeypatch, capsys):
         return rc, out, err
 
     return run
+
+
+def write_korquad_articles(root: Path, n_articles: int) -> tuple[Path, Path, list]:
+    """passages.jsonl (one passage per paragraph) and qa.jsonl (questions with gold document ids) for
+    the first `n_articles` KorQuAD dev articles; small real corpora for retriever tests."""
+    from odqa.data import load_qa, write_qa
+    from odqa.data.korquad import paragraph_doc_id
+    from odqa.io import write_jsonl
+    from odqa.schema import Passage
+    from odqa.settings import korquad_dev_path
+
+    examples = load_qa(korquad_dev_path()).examples
+    titles = list(dict.fromkeys(e.title for e in examples))[:n_articles]
+    examples = [e for e in examples if e.title in titles]
+    passages: dict = {}
+    for e in examples:
+        e.document_id = paragraph_doc_id(e.context)
+        passages.setdefault(e.document_id, Passage(f"{e.document_id}-0", e.document_id, e.title, e.context))
+    write_jsonl(root / "passages.jsonl", (p.to_dict() for p in passages.values()))
+    write_qa(root / "qa.jsonl", examples)
+    return root / "passages.jsonl", root / "qa.jsonl", list(passages.values())
+
+
+@pytest.fixture(scope="session")
+def korquad_articles():
+    """`write_korquad_articles` for module fixtures (test modules do not import conftest)."""
+    return write_korquad_articles

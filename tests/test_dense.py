@@ -10,15 +10,13 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from odqa.data import load_qa, write_qa
-from odqa.data.korquad import paragraph_doc_id
+from odqa.data import load_qa
 from odqa.errors import InputError
 from odqa.io import write_jsonl
 from odqa.reader.tokenizer import train_wordpiece_tokenizer
 from odqa.retrieval.base import build_index, load_retriever
 from odqa.retrieval.dense import DenseConfig, DenseRetriever, training_examples
 from odqa.schema import RETRIEVER_CONFIG_FILE, Passage
-from odqa.settings import korquad_dev_path
 
 TINY = dict(
     hidden_size=32,
@@ -35,20 +33,10 @@ TINY = dict(
 
 
 @pytest.fixture(scope="module")
-def korquad_slice(tmp_path_factory) -> tuple[Path, Path, list[Passage]]:
+def korquad_slice(tmp_path_factory, korquad_articles) -> tuple[Path, Path, list[Passage]]:
     """The first 6 KorQuAD dev articles: one passage per paragraph, questions with gold document ids."""
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("korquad_slice")
-    examples = load_qa(korquad_dev_path()).examples
-    titles = list(dict.fromkeys(e.title for e in examples))[:6]
-    examples = [e for e in examples if e.title in titles]
-    passages: dict[str, Passage] = {}
-    for e in examples:
-        e.document_id = paragraph_doc_id(e.context)
-        passages.setdefault(e.document_id, Passage(f"{e.document_id}-0", e.document_id, e.title, e.context))
-    write_jsonl(root / "passages.jsonl", (p.to_dict() for p in passages.values()))
-    write_qa(root / "qa.jsonl", examples)
-    return root / "passages.jsonl", root / "qa.jsonl", list(passages.values())
+    return korquad_articles(tmp_path_factory.mktemp("korquad_slice"), 6)
 
 
 def test_hard_negatives_are_bm25_near_misses_without_the_answer(korquad_slice):

@@ -10,9 +10,7 @@ import pytest
 import torch
 
 from odqa.data import load_qa, write_qa
-from odqa.data.korquad import paragraph_doc_id
 from odqa.errors import InputError
-from odqa.io import write_jsonl
 from odqa.retrieval.base import build_index, load_retriever
 from odqa.retrieval.evaluate import retrieval_metrics
 from odqa.retrieval.hybrid import (
@@ -21,8 +19,7 @@ from odqa.retrieval.hybrid import (
     reciprocal_rank_fusion,
     tune_fusion_weight,
 )
-from odqa.schema import RETRIEVER_CONFIG_FILE, Hit, Passage, RetrievalResult
-from odqa.settings import korquad_dev_path
+from odqa.schema import RETRIEVER_CONFIG_FILE, Hit, RetrievalResult
 
 
 def ranking(*pairs: tuple[str, float]) -> list[Hit]:
@@ -90,19 +87,11 @@ def test_config_validation():
 
 
 @pytest.fixture(scope="module")
-def bm25_and_dense(tmp_path_factory) -> tuple[Path, Path, Path, Path]:
+def bm25_and_dense(tmp_path_factory, korquad_articles) -> tuple[Path, Path, Path, Path]:
     """BM25 (bigram) and a tiny dense index over the paragraphs of the first 8 KorQuAD dev articles."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("hybrid")
-    examples = load_qa(korquad_dev_path()).examples
-    titles = list(dict.fromkeys(e.title for e in examples))[:8]
-    examples = [e for e in examples if e.title in titles]
-    passages: dict[str, Passage] = {}
-    for e in examples:
-        e.document_id = paragraph_doc_id(e.context)
-        passages.setdefault(e.document_id, Passage(f"{e.document_id}-0", e.document_id, e.title, e.context))
-    write_jsonl(root / "passages.jsonl", (p.to_dict() for p in passages.values()))
-    write_qa(root / "qa.jsonl", examples)
+    korquad_articles(root, 8)
     bm25 = build_index("bm25", {"analyzer": "bigram"}, root / "passages.jsonl", root / "indexes" / "bm25")
     dense = build_index(
         "dense",

@@ -43,6 +43,15 @@ def load_retriever(index_dir: str | Path) -> Retriever:
     return retriever_class(kind).load(index_dir)
 
 
+def read_retriever_config(index_dir: str | Path, kind: str) -> tuple[Path, dict[str, Any]]:
+    """(path, settings) of an index folder's retriever.json, which must say it is a `kind` index."""
+    config_path = Path(index_dir) / RETRIEVER_CONFIG_FILE
+    saved = read_json(config_path)
+    if not isinstance(saved, dict) or saved.get("type") != kind:
+        raise InputError(f"not a {kind} index (retriever.json type is not {kind!r})", path=config_path)
+    return config_path, saved
+
+
 def retriever_class(kind: str) -> type:
     """The backend class for a type name. Each class has `config_class` (a dataclass), classmethod
     `build(config, passages_path, index_dir) -> Retriever` and classmethod `load(index_dir)`."""

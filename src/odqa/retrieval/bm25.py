@@ -17,8 +17,8 @@ import numpy as np
 import scipy.sparse
 
 from odqa.errors import InputError
-from odqa.io import atomic_dir, read_json, write_json, write_jsonl
-from odqa.retrieval.base import config_from_options, load_passages
+from odqa.io import atomic_dir, write_json, write_jsonl
+from odqa.retrieval.base import config_from_options, load_passages, read_retriever_config
 from odqa.schema import PASSAGES_FILE, RETRIEVER_CONFIG_FILE, Hit, Passage
 from odqa.text.analyzers import Analyzer, make_analyzer
 
@@ -89,10 +89,7 @@ class BM25Retriever:
     @classmethod
     def load(cls, index_dir: str | Path) -> BM25Retriever:
         index_dir = Path(index_dir)
-        config_path = index_dir / RETRIEVER_CONFIG_FILE
-        saved = read_json(config_path)
-        if not isinstance(saved, dict) or saved.get("type") != "bm25":
-            raise InputError("not a bm25 index (retriever.json type is not 'bm25')", path=config_path)
+        config_path, saved = read_retriever_config(index_dir, "bm25")
         settings = {k: v for k, v in saved.items() if k not in ("type", *INDEX_INFO_KEYS)}
         config = config_from_options(BM25Config, settings, config_path)
         try:

@@ -29,7 +29,7 @@ from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, get_li
 from odqa.data import load_qa
 from odqa.errors import InputError
 from odqa.io import atomic_dir, atomic_path, read_json, write_json, write_jsonl
-from odqa.retrieval.base import config_from_options, load_passages
+from odqa.retrieval.base import config_from_options, load_passages, read_retriever_config
 from odqa.schema import DOC_ALIASES_FILE, PASSAGES_FILE, RETRIEVER_CONFIG_FILE, Hit, Passage, QAExample
 
 log = logging.getLogger(__name__)
@@ -444,10 +444,7 @@ class DenseRetriever:
     @classmethod
     def load(cls, index_dir: str | Path) -> DenseRetriever:
         index_dir = Path(index_dir)
-        config_path = index_dir / RETRIEVER_CONFIG_FILE
-        saved = read_json(config_path)
-        if not isinstance(saved, dict) or saved.get("type") != "dense":
-            raise InputError("not a dense index (retriever.json type is not 'dense')", path=config_path)
+        config_path, saved = read_retriever_config(index_dir, "dense")
         names = {f.name for f in dataclasses.fields(DenseConfig)}
         config = config_from_options(DenseConfig, {k: v for k, v in saved.items() if k in names}, config_path)
         _set_threads(config.num_threads)

@@ -18,7 +18,7 @@ import numpy as np
 
 from odqa.errors import InputError
 from odqa.io import atomic_dir, atomic_path, read_json, write_json
-from odqa.retrieval.base import Retriever, config_from_options, load_retriever
+from odqa.retrieval.base import Retriever, config_from_options, load_retriever, read_retriever_config
 from odqa.retrieval.evaluate import load_doc_aliases, retrieval_metrics
 from odqa.retrieval.search import load_questions
 from odqa.schema import RETRIEVER_CONFIG_FILE, Hit, RetrievalResult
@@ -272,10 +272,7 @@ class HybridRetriever:
     @classmethod
     def load(cls, index_dir: str | Path) -> HybridRetriever:
         index_dir = Path(index_dir).resolve()
-        config_path = index_dir / RETRIEVER_CONFIG_FILE
-        saved = read_json(config_path)
-        if not isinstance(saved, dict) or saved.get("type") != "hybrid":
-            raise InputError("not a hybrid index (retriever.json type is not 'hybrid')", path=config_path)
+        config_path, saved = read_retriever_config(index_dir, "hybrid")
         relative = saved.get("indexes_relative") or []
         resolved = []
         for i, absolute in enumerate(saved.get("indexes", [])):
