@@ -158,3 +158,27 @@ def test_cli_reports_bad_training_file(tmp_path, capsys):
     assert main(["train", "--train", str(bad), "--out", str(tmp_path / "m")]) == 2
     assert "qa.jsonl" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(
+    "record,message",
+    [
+        ({"id": "q1", "question": "수도는?"}, "[record q1]: training example has no context"),
+        (
+            {
+                "id": "q2",
+                "question": "수도는?",
+                "context": "서울은 수도다.",
+                "answers": {"answer_start": [], "text": []},
+            },
+            "no training example has an answer",
+        ),
+    ],
+)
+def test_training_refuses_questions_it_cannot_learn_from(tmp_path, capsys, record, message):
+    path = tmp_path / "qa.jsonl"
+    write_jsonl(path, [record])
+    assert main(["train", "--train", str(path), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "qa.jsonl" in err[0]
+    assert not (tmp_path / "m").exists()

@@ -44,6 +44,11 @@ def _load_examples(path: str | Path) -> list[QAExample]:
     examples = load_qa(path).examples
     if not examples:
         raise InputError("no training examples", path=path)
+    for ex in examples:
+        if not ex.context.strip():
+            raise InputError("training example has no context to read", path=path, record=ex.id)
+    if not any(ex.is_answerable for ex in examples):
+        raise InputError("no training example has an answer (only no-answer examples)", path=path)
     return examples
 
 
