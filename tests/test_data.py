@@ -287,3 +287,18 @@ def test_cli_validate_bad_input_one_line_exit_2_no_output(tmp_path, run_cli):
     assert stderr.startswith("odqa validate: error:") and "[record a]" in stderr
     assert not out.exists()
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_json_over_the_size_limit_is_refused_with_advice(tmp_path, monkeypatch, run_cli):
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"data": []}) + " " * 2048, encoding="utf-8")
+    monkeypatch.setenv("ODQA_MAX_JSON_BYTES", "1024")
+    code, out, err = run_cli(["validate", "--data", str(big)])
+    assert (
+        code == 2
+        and "big.json" in err
+        and "convert it to JSONL" in err
+        and len(err.strip().splitlines()) == 1
+    )
+    monkeypatch.setenv("ODQA_MAX_JSON_BYTES", str(1 << 20))
+    assert "too large" not in run_cli(["validate", "--data", str(big)])[2]

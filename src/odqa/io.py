@@ -84,8 +84,20 @@ def _read_text(path: Path) -> str:
         raise InputError(f"not UTF-8 text (byte {e.start}): re-encode the file as UTF-8", path=path) from None
 
 
+def max_json_bytes() -> int:
+    """Largest whole-JSON file read into memory (ODQA_MAX_JSON_BYTES, default 4 GiB); JSONL is streamed
+    and has no limit."""
+    return int(os.environ.get("ODQA_MAX_JSON_BYTES", 4 << 30))
+
+
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
+    if path.is_file() and path.stat().st_size > max_json_bytes():
+        raise InputError(
+            f"{path.stat().st_size / 2**30:.1f} GiB is too large to read as one JSON document "
+            f"(limit {max_json_bytes() / 2**30:.1f} GiB, ODQA_MAX_JSON_BYTES): convert it to JSONL, which is streamed",
+            path=path,
+        )
     text = _read_text(path)
     try:
         return json.loads(text)
