@@ -243,10 +243,14 @@ def trim_check(predictions_path: Path, qa_path: Path, samples: int) -> str:
 
 
 def verdict(row: dict) -> str:
-    lo, hi = row["d_em_ci"]
-    if hi < 0:
+    """From the 95% intervals: EM decides; F1 breaks ties when EM's interval holds zero."""
+    em_lo, em_hi = row["d_em_ci"]
+    f1_lo, f1_hi = row["d_f1_ci"]
+    if em_hi < 0 or (f1_hi < 0 and em_lo <= 0):
         return "hurts"
-    if lo > 0:
+    if em_lo > 0 and f1_hi < 0:
+        return "EM up, F1 down"
+    if em_lo > 0 or f1_lo > 0:
         return "helps"
     return "no clear effect"
 
@@ -255,7 +259,7 @@ def render_table(rows: list[dict], n_questions: int, args, command: str) -> str:
     lines = [
         f"KorQuAD 1.0 dev, article-level split (eval_fraction 0.2, seed 42), {n_questions} eval questions; "
         f"reader hidden 128 / 2 layers / max_length 256 from scratch, {args.steps} steps, threads {args.threads}; "
-        f"BM25 (bigram) top-{args.top_k}. Deltas vs baseline with paired bootstrap 95% CI "
+        f"BM25 (kiwi+bigram) top-{args.top_k}. Deltas vs baseline with paired bootstrap 95% CI "
         f"({args.bootstrap} resamples over questions).",
         "",
         "| variant | what | EM | F1 | ΔEM [95% CI] | ΔF1 [95% CI] | verdict |",
