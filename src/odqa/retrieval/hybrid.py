@@ -202,14 +202,26 @@ def member_names(members: list[dict]) -> list[str]:
 
 def sub_indexes(index_dir: str | Path) -> dict[str, Path]:
     """{name: folder} of a hybrid index's sub-retrievers (empty for any other index), so each can be
-    evaluated on its own next to the fused ranking."""
-    config_path = Path(index_dir) / RETRIEVER_CONFIG_FILE
-    saved = read_json(config_path)
+    evaluated on its own next to the fused ranking. Reads retriever.json only; loads no retriever."""
+    index_dir = Path(index_dir).resolve()
+    saved = read_json(index_dir / RETRIEVER_CONFIG_FILE)
     if not isinstance(saved, dict) or saved.get("type") != "hybrid":
         return {}
-    retriever = HybridRetriever.load(index_dir)
-    names = saved.get("member_names") or [Path(p).name for p in retriever.config.indexes]
-    return {name: Path(p) for name, p in zip(names, retriever.config.indexes, strict=True)}
+    folders = _resolved_indexes(index_dir, saved)
+    names = saved.get("member_names") or [Path(p).name for p in folders]
+    return {name: Path(p) for name, p in zip(names, folders, strict=True)}
+
+
+def _resolved_indexes(index_dir: Path, saved: dict) -> list[str]:
+    """Sub-index folders: beside the hybrid folder when they moved with it, else where they were built."""
+    relative = saved.get("indexes_relative") or []
+    resolved = []
+    for i, absolute in enumerate(saved.get("indexes", [])):
+        moved = index_dir / relative[i] if i < len(relative) else None
+        resolved.append(
+            str(moved if moved is not None and (moved / RETRIEVER_CONFIG_FILE).is_file() else absolute)
+        )
+    return resolved
 
 
 class HybridRetriever:
@@ -273,13 +285,7 @@ class HybridRetriever:
     def load(cls, index_dir: str | Path) -> HybridRetriever:
         index_dir = Path(index_dir).resolve()
         config_path, saved = read_retriever_config(index_dir, "hybrid")
-        relative = saved.get("indexes_relative") or []
-        resolved = []
-        for i, absolute in enumerate(saved.get("indexes", [])):
-            moved = index_dir / relative[i] if i < len(relative) else None
-            resolved.append(
-                str(moved if moved is not None and (moved / RETRIEVER_CONFIG_FILE).is_file() else absolute)
-            )
+        resolved = _resolved_indexes(index_dir, saved)
         names = {f.name for f in dataclasses.fields(HybridConfig)}
         options = {k: v for k, v in saved.items() if k in names} | {"indexes": resolved}
         config = config_from_options(HybridConfig, options, config_path)
