@@ -6,7 +6,7 @@ STAMP := $(VENV)/.odqa-installed
 # Extra arguments for `make run`, e.g. make run ARGS="--epochs 1"
 ARGS ?=
 
-.PHONY: venv run test lint format bench compile clean
+.PHONY: venv run test test-unit lint format bench compile clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,10 @@ run: venv
 
 test: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The fast edit loop: no training, no DAG, no servers.
+test-unit: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m unit
 
 lint: venv
 	$(BIN)/ruff check src tests bench components pipelines

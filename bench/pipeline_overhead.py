@@ -5,16 +5,12 @@ Reproduce: .venv/bin/python bench/pipeline_overhead.py [--components 6]
 """
 
 import argparse
-import sys
 import tempfile
 import time
 
 from kfp import dsl, local
 
-from odqa.pipeline import REPO_ROOT
-
-sys.path.insert(0, str(REPO_ROOT))
-from components import IMAGE  # noqa: E402  (components/ lives beside src/, not in the package)
+from odqa.pipeline.components import IMAGE
 
 
 @dsl.component(base_image=IMAGE)

@@ -32,7 +32,7 @@ from odqa.io import write_json, write_jsonl
 from odqa.preprocess import PreprocessConfig, preprocess
 from odqa.retrieval.base import build_index, load_retriever
 from odqa.retrieval.evaluate import evaluate_retrieval, plot_recall_curves
-from odqa.retrieval.hybrid import tune_fusion_weight
+from odqa.retrieval.tuning import tune_fusion_weight
 from odqa.schema import DOC_ALIASES_FILE, RetrievalResult
 from odqa.settings import korquad_dev_path
 

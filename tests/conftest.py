@@ -115,3 +115,10 @@ def write_korquad_articles(root: Path, n_articles: int) -> tuple[Path, Path, lis
 def korquad_articles():
     """`write_korquad_articles` for module fixtures (test modules do not import conftest)."""
     return write_korquad_articles
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Every test not marked `integration` is a `unit` test (make test-unit selects those)."""
+    for item in items:
+        if item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.unit)

@@ -55,7 +55,7 @@ def test_bad_config_is_rejected():
         CurriculumConfig(hardest_weight=1.5)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_curriculum_with_a_real_reader(korquad_split, tmp_path):
     from odqa.reader.train import ReaderTrainConfig, train_reader
 

@@ -52,6 +52,14 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+def copy_file(src: str | os.PathLike, dest_dir: str | os.PathLike, name: str) -> Path:
+    """Place `src` as `dest_dir/name` (an artifact folder with the standard file name)."""
+    dest = Path(dest_dir) / name
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return dest
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from odqa.errors import InputError
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+# A source checkout (src/odqa/settings.py): its parent folder holds shared/ beside the repository.
+_CHECKOUT = Path(__file__).resolve().parents[2]
 
 KORQUAD_DEV_NAME = "korquad/KorQuAD_v1.0_dev.json"
 KORQUAD_HINT = (
@@ -18,11 +19,13 @@ KORQUAD_HINT = (
 
 
 def data_dir() -> Path:
-    """ODQA_DATA_DIR, defaulting to ../shared/data beside the repository checkout."""
+    """ODQA_DATA_DIR; unset, ../shared/data beside the working directory, else beside the source
+    checkout odqa runs from (an installed wheel has none, so set ODQA_DATA_DIR there)."""
     value = os.environ.get("ODQA_DATA_DIR")
     if value:
         return Path(value).expanduser().resolve()
-    return (_REPO_ROOT.parent / "shared" / "data").resolve()
+    candidates = [Path.cwd().parent / "shared" / "data", _CHECKOUT.parent / "shared" / "data"]
+    return next((c.resolve() for c in candidates if c.is_dir()), candidates[0].resolve())
 
 
 def korquad_dev_path(required: bool = True) -> Path:

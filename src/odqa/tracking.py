@@ -4,18 +4,12 @@ One parent run per pipeline run; each stage (a KFP component, i.e. a separate pr
 another machine) opens a nested run attached to the parent by its run id (tag `mlflow.parentRunId`),
 so the same code works with the local runner and on a cluster: only the tracking URI and the parent
 run id travel between components, as plain string parameters.
-
-Registry: every run registers a model version and gives it alias `challenger`; it takes alias
-`champion` only when its evaluation is complete and its metric beats the champion's on the same
-evaluation set (sha256 of the eval QA file) by at least the margin. The read-compare-write of the
-champion alias is serialised with a file lock (see `registry_lock`).
+The registry policy (which version becomes champion) is odqa.registry.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import json
 import logging
 import math
@@ -23,20 +17,14 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 logger = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
 STAGE_TAG = "odqa.stage"
-FINGERPRINT_TAG = "odqa.eval_fingerprint"
-DECISION_TAG = "odqa.decision"
-REASON_TAG = "odqa.decision_reason"
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 DURATION_METRIC = "duration_s"
 MAX_PARAM_CHARS = 6000
 
@@ -51,7 +39,7 @@ def default_tracking_uri(runs_dir: str | os.PathLike = "runs") -> str:
     return sqlite_uri(Path(runs_dir) / "mlflow.db")
 
 
-def _sqlite_path(tracking_uri: str) -> Path | None:
+def sqlite_path(tracking_uri: str) -> Path | None:
     if tracking_uri.startswith("sqlite:///"):
         return Path(tracking_uri[len("sqlite:///") :])
     return None
@@ -59,7 +47,7 @@ def _sqlite_path(tracking_uri: str) -> Path | None:
 
 def default_artifact_location(tracking_uri: str) -> str | None:
     """Beside a SQLite database, `mlartifacts/`; a tracking server chooses its own (None)."""
-    db = _sqlite_path(tracking_uri)
+    db = sqlite_path(tracking_uri)
     if db is None:
         return None
     return (db.parent / "mlartifacts").resolve().as_uri()
@@ -96,17 +84,16 @@ def metric_key(name: str) -> str:
     return re.sub(r"[^\w\-. /:]", "_", name)
 
 
-def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+def flatten_params(params: dict[str, Any]) -> dict[str, str]:
     """Nested configs as dotted keys, values as strings within MLflow's length limit."""
-    flat: dict[str, str] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten_params(value, prefix=f"{name}."))
-        else:
-            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-            flat[name] = text[:MAX_PARAM_CHARS]
-    return flat
+    from odqa.reports import flatten
+
+    return {
+        name: (value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str))[
+            :MAX_PARAM_CHARS
+        ]
+        for name, value in flatten(params).items()
+    }
 
 
 def start_pipeline_run(
@@ -247,188 +234,3 @@ def stage_runs(tracking_uri: str, parent_run_id: str) -> list:
         max_results=1000,
     )
     return sorted(runs, key=lambda r: r.info.start_time)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Registry
-
-
-def file_fingerprint(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes: two evaluations are comparable only on the same eval set."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-@dataclass
-class RegisterConfig:
-    model_name: str = "odqa"
-    # Metric from metrics.json that decides promotion, and by how much it must beat the champion.
-    metric: str = "exact_match"
-    margin: float = 0.0
-    # A champion measured on another eval set is not comparable. False: keep it (a person decides, e.g.
-    # by re-evaluating it); True: the new model takes champion.
-    promote_when_incomparable: bool = False
-
-
-@dataclass
-class Evaluation:
-    """What register needs to know about an evaluation to trust it."""
-
-    metrics: dict[str, Any]
-    fingerprint: str
-    expected_total: int
-
-    def problem(self, metric: str) -> str | None:
-        """Why this evaluation must not promote a model, or None when it is complete."""
-        value = self.metrics.get(metric)
-        if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
-            return f"evaluation has no finite {metric!r}"
-        total = self.metrics.get("total")
-        if total != self.expected_total:
-            return f"evaluation is partial: {total} of {self.expected_total} questions scored"
-        if self.expected_total <= 0:
-            return "evaluation set is empty"
-        return None
-
-
-@dataclass
-class PromotionDecision:
-    model_name: str
-    version: str
-    promoted: bool
-    reason: str
-    metric: str
-    value: float | None
-    champion_version: str | None = None
-    champion_value: float | None = None
-    aliases: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _lock_path(tracking_uri: str) -> Path | None:
-    explicit = os.environ.get("ODQA_REGISTRY_LOCK")
-    if explicit:
-        return Path(explicit)
-    db = _sqlite_path(tracking_uri)
-    if db is not None:
-        return db.with_name(db.name + ".registry.lock")
-    if urlparse(tracking_uri).scheme in ("", "file"):
-        return Path(urlparse(tracking_uri).path or tracking_uri) / ".registry.lock"
-    return None
-
-
-@contextlib.contextmanager
-def registry_lock(tracking_uri: str) -> Iterator[None]:
-    """Serialise champion read-compare-write. SQLite/local stores: an flock beside the store. A tracking
-    server: the flock at $ODQA_REGISTRY_LOCK (a volume all register pods mount); without it we rely on
-    the recurring run's maxConcurrency 1 and log a warning, since MLflow offers no compare-and-set."""
-    path = _lock_path(tracking_uri)
-    if path is None:
-        logger.warning(
-            "no registry lock for %s: set ODQA_REGISTRY_LOCK to serialise promotions", tracking_uri
-        )
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def _tag_float(tags: dict[str, str], key: str) -> float | None:
-    try:
-        return float(tags[key])
-    except (KeyError, ValueError):
-        return None
-
-
-def promote(
-    tracking_uri: str, config: RegisterConfig, version: str, evaluation: Evaluation, run_id: str | None = None
-) -> PromotionDecision:
-    """Give `version` alias challenger, and champion when it earns it; record the decision as tags on
-    the version (and on `run_id`)."""
-    from mlflow.exceptions import MlflowException
-
-    c = client(tracking_uri)
-    name = config.model_name
-    metric = config.metric
-    problem = evaluation.problem(metric)
-    value = None if problem and metric not in evaluation.metrics else evaluation.metrics.get(metric)
-    with registry_lock(tracking_uri):
-        c.set_model_version_tag(name, version, FINGERPRINT_TAG, evaluation.fingerprint)
-        for key in ("exact_match", "f1", "total"):
-            if key in evaluation.metrics:
-                c.set_model_version_tag(name, version, f"odqa.{key}", str(evaluation.metrics[key]))
-        c.set_registered_model_alias(name, CHALLENGER, version)
-        try:
-            champion = c.get_model_version_by_alias(name, CHAMPION)
-        except MlflowException:
-            champion = None
-        decision = PromotionDecision(name, str(version), False, "", metric, value)
-        if champion is not None:
-            decision.champion_version = str(champion.version)
-            decision.champion_value = _tag_float(champion.tags, f"odqa.{metric}")
-        if problem:
-            decision.reason = f"not promoted: {problem}"
-        elif champion is None:
-            decision.promoted, decision.reason = True, "promoted: no champion yet"
-        elif champion.tags.get(FINGERPRINT_TAG) != evaluation.fingerprint:
-            if config.promote_when_incomparable:
-                decision.promoted = True
-                decision.reason = (
-                    f"promoted: champion v{champion.version} was evaluated on another eval set "
-                    "(promote_when_incomparable=True)"
-                )
-            else:
-                decision.reason = (
-                    f"not promoted: champion v{champion.version} was evaluated on another eval set; "
-                    "re-evaluate it on this set or rerun with promote_when_incomparable"
-                )
-        elif decision.champion_value is None:
-            decision.promoted = True
-            decision.reason = f"promoted: champion v{champion.version} has no recorded {metric}"
-        elif (
-            float(value) >= decision.champion_value + config.margin and float(value) > decision.champion_value
-        ):
-            decision.promoted = True
-            decision.reason = (
-                f"promoted: {metric} {float(value):.4f} beats champion v{champion.version} "
-                f"{decision.champion_value:.4f} by >= margin {config.margin}"
-            )
-        else:
-            decision.reason = (
-                f"not promoted: {metric} {float(value):.4f} does not beat champion v{champion.version} "
-                f"{decision.champion_value:.4f} by margin {config.margin}"
-            )
-        if decision.promoted:
-            c.set_registered_model_alias(name, CHAMPION, version)
-        decision.aliases = [CHALLENGER] + ([CHAMPION] if decision.promoted else [])
-        tags = {DECISION_TAG: "promoted" if decision.promoted else "kept", REASON_TAG: decision.reason}
-        for k, v in tags.items():
-            c.set_model_version_tag(name, version, k, v)
-            if run_id:
-                c.set_tag(run_id, k, v)
-    logger.info("%s v%s: %s", name, version, decision.reason)
-    return decision
-
-
-def register_version(tracking_uri: str, model_name: str, model_uri: str, run_id: str | None = None) -> str:
-    """Register `model_uri` as a new version of `model_name` and return the version number.
-
-    `mlflow.register_model` (not the client call) links MLflow 3 logged models (`models:/m-...`)
-    by model id, which a tracking server requires. `run_id` is implied by the model URI."""
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    with registry_lock(tracking_uri):
-        version = mlflow.register_model(model_uri, model_name)
-    return str(version.version)

@@ -73,24 +73,24 @@ def _add_params(p: argparse.ArgumentParser) -> None:
 
 
 def _params(args: argparse.Namespace) -> dict:
-    from odqa.pipeline import parse_params
+    from odqa.config import parse_assignments
 
     params = {name: getattr(args, name) for name in SHORTCUTS if getattr(args, name) is not None}
     if args.reader_configs is not None:
         params["reader_configs"] = args.reader_configs
-    params.update(parse_params(args.param))
+    params.update(parse_assignments(args.param, "pipeline parameter"))
     return params
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from odqa.pipeline import PIPELINE_YAML, compile_pipeline
+    from odqa.pipeline.runner import PIPELINE_YAML, compile_pipeline
 
     print(compile_pipeline(args.out or PIPELINE_YAML))
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
-    from odqa.pipeline import LocalRunConfig, run_local
+    from odqa.pipeline.runner import LocalRunConfig, run_local
 
     result = run_local(LocalRunConfig(args.runs_dir, args.tracking_uri, _params(args)))
     print(result.summary)
@@ -99,14 +99,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from odqa.pipeline import submit
+    from odqa.pipeline.runner import submit
 
     print(submit(args.host, _params(args), experiment=args.kfp_experiment))
     return 0
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    from odqa.pipeline import schedule, validate_cron
+    from odqa.pipeline.runner import schedule, validate_cron
 
     validate_cron(args.cron)
     print(

@@ -41,9 +41,10 @@ def add_commands(subparsers) -> None:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from odqa.retrieval.base import build_index, parse_options
+    from odqa.config import parse_assignments
+    from odqa.retrieval.base import build_index
 
-    options = parse_options(args.option)
+    options = parse_assignments(args.option)
     if args.analyzer:
         options["analyzer"] = args.analyzer
     print(build_index(args.retriever, options, args.passages, args.out))

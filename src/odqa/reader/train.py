@@ -30,8 +30,8 @@ from odqa.io import atomic_dir, write_json
 from odqa.reader.config import READER_CONFIG_FILE, ReaderTrainConfig
 from odqa.reader.features import ReaderSettings, train_features
 from odqa.reader.predict import pad_batch
-from odqa.reader.tokenizer import train_wordpiece_tokenizer
 from odqa.schema import QAExample
+from odqa.text.wordpiece import train_wordpiece_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def _load_examples(path: str | Path) -> list[QAExample]:
 def _corpus_texts(corpus_path: str | Path | None, examples: list[QAExample]):
     """Passages' texts and titles, then the training contexts and questions (tokenizer training text)."""
     if corpus_path is not None:
-        from odqa.retrieval.base import load_passages
+        from odqa.data import load_passages
 
         for passage in load_passages(corpus_path):
             yield passage.text
@@ -104,20 +104,17 @@ def weighted_span_loss(start_logits, end_logits, start_positions, end_positions,
 
 
 def _save_loss_plot(losses: list[tuple[int, float]], path: Path) -> None:
-    import matplotlib
+    from odqa.reports import line_plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([s for s, _ in losses], [v for _, v in losses])
-    ax.set_xlabel("step")
-    ax.set_ylabel(f"mean training loss (window {losses[0][0] if losses else 0})")
-    ax.set_title("reader training loss")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    line_plot(
+        path,
+        [s for s, _ in losses],
+        [v for _, v in losses],
+        xlabel="step",
+        ylabel=f"mean training loss (window {losses[0][0] if losses else 0})",
+        title="reader training loss",
+        marker=None,
+    )
 
 
 def train_reader(

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from odqa.errors import InputError
-from odqa.io import iter_jsonl, read_json
-from odqa.schema import RETRIEVER_CONFIG_FILE, Hit, Passage
+from odqa.io import read_json
+from odqa.schema import RETRIEVER_CONFIG_FILE, Hit
 
 # type name -> "module:Class"; each class has classmethod load(index_dir) -> Retriever.
 RETRIEVER_TYPES: dict[str, str] = {
@@ -77,47 +76,12 @@ def config_from_options(config_class: type, options: dict[str, Any], source: obj
         raise InputError(f"bad {config_class.__name__} options {options!r}: {e}", path=source) from None
 
 
-def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """CLI `key=value` pairs; a value is parsed as JSON when it can be (1.2, true, ["N","V"]), else kept as text."""
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"option {pair!r} is not key=value")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    return options
-
-
 def build_index(kind: str, options: dict[str, Any], passages_path: str | Path, index_dir: str | Path) -> Path:
     """Build a `kind` index over passages.jsonl into `index_dir`; returns `index_dir`."""
     cls = retriever_class(kind)
     config = config_from_options(cls.config_class, options)
     cls.build(config, passages_path, index_dir)
     return Path(index_dir)
-
-
-def load_passages(path: str | Path) -> list[Passage]:
-    """passages.jsonl as Passages; a record missing passage_id/doc_id/text, a duplicate passage_id or an
-    empty file is an InputError."""
-    passages: list[Passage] = []
-    seen: set[str] = set()
-    for n, record in enumerate(iter_jsonl(path), start=1):
-        missing = [k for k in ("passage_id", "doc_id", "text") if k not in record]
-        if missing:
-            raise InputError(f"passage is missing {missing}", path=path, record=f"passage {n}")
-        if not isinstance(record["text"], str):
-            raise InputError("passage text must be a string", path=path, record=f"passage {n}")
-        passage = Passage.from_dict(record)
-        if passage.passage_id in seen:
-            raise InputError(f"duplicate passage_id {passage.passage_id!r}", path=path, record=f"passage {n}")
-        seen.add(passage.passage_id)
-        passages.append(passage)
-    if not passages:
-        raise InputError("no passages to index", path=path)
-    return passages
 
 
 def with_stage_defaults(

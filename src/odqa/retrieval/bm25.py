@@ -16,9 +16,10 @@ import bm25s
 import numpy as np
 import scipy.sparse
 
+from odqa.data import load_passages
 from odqa.errors import InputError
 from odqa.io import atomic_dir, write_json, write_jsonl
-from odqa.retrieval.base import config_from_options, load_passages, read_retriever_config
+from odqa.retrieval.base import config_from_options, read_retriever_config
 from odqa.schema import PASSAGES_FILE, RETRIEVER_CONFIG_FILE, Hit, Passage
 from odqa.text.analyzers import Analyzer, make_analyzer
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from odqa.errors import InputError
-from odqa.io import atomic_path, iter_jsonl, read_json, write_json
+from odqa.io import iter_jsonl, read_json, write_json
 from odqa.retrieval.search import load_questions
 from odqa.schema import Hit, QAExample, RetrievalResult
 
@@ -82,12 +82,14 @@ def retrieval_metrics(
 
 def plot_recall_curves(metrics_by_name: dict[str, dict[str, Any]], path: str | Path) -> Path:
     """One recall@k chart for several retrievers: solid = gold document, dashed = answer in passage."""
-    import matplotlib
+    from odqa.reports import png_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    with png_figure(path, figsize=(7, 4.5), dpi=120) as (_, ax):
+        _draw_recall_curves(ax, metrics_by_name)
+    return Path(path)
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+
+def _draw_recall_curves(ax, metrics_by_name: dict[str, dict[str, Any]]) -> None:
     all_ks: set[int] = set()
     lowest = 1.0
     for i, (name, metrics) in enumerate(metrics_by_name.items()):
@@ -106,14 +108,8 @@ def plot_recall_curves(metrics_by_name: dict[str, dict[str, Any]], path: str | P
     ax.set_xlabel("k (passages retrieved)")
     ax.set_ylabel("recall@k")
     ax.set_ylim(max(0.0, (lowest - 0.05) // 0.05 * 0.05), 1.005)  # zoomed in: the differences are near 1
-    ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title("Retrieval recall@k")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return Path(path)
 
 
 def load_results(path: str | Path) -> list[RetrievalResult]:

@@ -1,8 +1,7 @@
 """Hybrid retrieval: fuse the rankings of two or more retrievers (e.g. BM25 + dense).
 
 Lexical and dense retrievers fail on different questions, so a passage ranked well by either one is
-worth reading. Reciprocal rank fusion needs no tuning and ignores score scales; normalised score
-fusion (min-max or z-score) keeps how sure each retriever is, with a weight tuned on a dev split.
+worth reading. The fusion math is in odqa.retrieval.fusion, weight tuning in odqa.retrieval.tuning.
 """
 
 from __future__ import annotations
@@ -14,18 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from odqa.errors import InputError
-from odqa.io import atomic_dir, atomic_path, read_json, write_json
+from odqa.io import atomic_dir, read_json, write_json
 from odqa.retrieval.base import Retriever, config_from_options, load_retriever, read_retriever_config
-from odqa.retrieval.evaluate import load_doc_aliases, retrieval_metrics
-from odqa.retrieval.search import load_questions
-from odqa.schema import RETRIEVER_CONFIG_FILE, Hit, RetrievalResult
+from odqa.retrieval.fusion import FUSIONS, fuse
+from odqa.schema import RETRIEVER_CONFIG_FILE, Hit
 
 log = logging.getLogger(__name__)
-
-FUSIONS = ("rrf", "minmax", "zscore")
 
 
 @dataclass
@@ -61,134 +55,6 @@ class HybridConfig:
 
     def weight_list(self) -> list[float]:
         return list(self.weights) if self.weights else [1.0] * len(self.indexes or self.members)
-
-
-def reciprocal_rank_fusion(
-    rankings: list[list[Hit]], k: int = 60, weights: list[float] | None = None
-) -> list[Hit]:
-    """score(p) = sum_i w_i / (k + rank_i(p)), rank 1-based; a list that misses p adds nothing."""
-    weights = weights or [1.0] * len(rankings)
-    fused: dict[str, float] = {}
-    first: dict[str, Hit] = {}
-    for ranking, weight in zip(rankings, weights, strict=True):
-        for rank, hit in enumerate(ranking, start=1):
-            fused[hit.passage_id] = fused.get(hit.passage_id, 0.0) + weight / (k + rank)
-            first.setdefault(hit.passage_id, hit)
-    return _ranked(fused, first)
-
-
-def normalized_score_fusion(
-    rankings: list[list[Hit]], weights: list[float] | None = None, normalization: str = "minmax"
-) -> list[Hit]:
-    """score(p) = sum_i w_i * norm_i(score_i(p)); a list that misses p contributes its own minimum
-    normalised score (p ranked below everything that list returned)."""
-    if normalization not in ("minmax", "zscore"):
-        raise InputError(f"normalization must be minmax or zscore, not {normalization!r}")
-    weights = weights or [1.0] * len(rankings)
-    normalized: list[dict[str, float]] = []
-    first: dict[str, Hit] = {}
-    for ranking in rankings:
-        scores = np.array([h.score for h in ranking], dtype=np.float64)
-        if len(scores) == 0:
-            normalized.append({})
-            continue
-        if normalization == "minmax":
-            spread = scores.max() - scores.min()
-            values = (scores - scores.min()) / spread if spread > 0 else np.ones_like(scores)
-        else:
-            std = scores.std()
-            values = (scores - scores.mean()) / std if std > 0 else np.zeros_like(scores)
-        normalized.append({h.passage_id: float(v) for h, v in zip(ranking, values, strict=True)})
-        for hit in ranking:
-            first.setdefault(hit.passage_id, hit)
-    fused = {}
-    for pid in first:
-        total = 0.0
-        for values, weight in zip(normalized, weights, strict=True):
-            if values:
-                total += weight * values.get(pid, min(values.values()))
-        fused[pid] = total
-    return _ranked(fused, first)
-
-
-def fuse(
-    rankings: list[list[Hit]], fusion: str, weights: list[float] | None = None, rrf_k: int = 60
-) -> list[Hit]:
-    if fusion == "rrf":
-        return reciprocal_rank_fusion(rankings, k=rrf_k, weights=weights)
-    return normalized_score_fusion(rankings, weights=weights, normalization=fusion)
-
-
-def _ranked(fused: dict[str, float], first: dict[str, Hit]) -> list[Hit]:
-    # ties keep first-seen order (dicts are ordered), so results are deterministic
-    order = sorted(fused, key=lambda pid: -fused[pid])
-    return [dataclasses.replace(first[pid], score=fused[pid]) for pid in order]
-
-
-@dataclass
-class FusionTuning:
-    weight: float  # weight of the first index; the second gets 1 - weight
-    metric: str
-    value: float
-    scores: dict[float, float]  # weight -> metric on the dev questions
-
-
-def tune_fusion_weight(
-    index_dirs: list[str | Path],
-    qa_path: str | Path,
-    *,
-    fusion: str = "minmax",
-    metric: str = "recall@1",
-    grid: list[float] | None = None,
-    depth: int = 100,
-    rrf_k: int = 60,
-    doc_aliases_path: str | Path | None = None,
-    plot_path: str | Path | None = None,
-) -> FusionTuning:
-    """Pick the weight of the first of two retrievers that maximises `metric` (recall@k or mrr, by gold
-    document) on the questions of `qa_path`, which must not be the ones reported as test results."""
-    if len(index_dirs) != 2:
-        raise InputError(f"tune_fusion_weight fuses exactly two indexes, got {len(index_dirs)}")
-    grid = grid if grid is not None else [round(w, 2) for w in np.linspace(0.0, 1.0, 21)]
-    examples = load_questions(qa_path)
-    questions = [e.question for e in examples]
-    candidates = [load_retriever(d).search(questions, depth) for d in index_dirs]
-    aliases = load_doc_aliases(doc_aliases_path)
-    scores: dict[float, float] = {}
-    for weight in grid:
-        results = [
-            RetrievalResult(e.id, e.question, fuse([a, b], fusion, [weight, 1.0 - weight], rrf_k)[:depth])
-            for e, a, b in zip(examples, candidates[0], candidates[1], strict=True)
-        ]
-        by_document = retrieval_metrics(results, examples, aliases)["by_document"]
-        if metric not in by_document:
-            raise InputError(
-                f"unknown metric {metric!r}; known: {sorted(k for k in by_document if k != 'total')}"
-            )
-        scores[weight] = float(by_document[metric])
-    best = max(grid, key=lambda w: (scores[w], -abs(w - 0.5)))  # ties: the more balanced weight
-    log.info("fusion %s: best weight %.2f (%s %.4f)", fusion, best, metric, scores[best])
-    if plot_path is not None:
-        _plot_tuning(scores, metric, fusion, Path(plot_path))
-    return FusionTuning(best, metric, scores[best], scores)
-
-
-def _plot_tuning(scores: dict[float, float], metric: str, fusion: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(list(scores), list(scores.values()), marker="o")
-    ax.set_xlabel("weight of the first retriever")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{fusion} fusion weight (dev)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
 
 
 MEMBERS_DIR = "members"

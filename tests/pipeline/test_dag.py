@@ -10,8 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from odqa.config import parse_assignments
 from odqa.errors import InputError
-from odqa.pipeline import PIPELINE_YAML, REPO_ROOT, parse_params, validate_cron
+from odqa.pipeline.runner import PIPELINE_YAML, validate_cron
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMMITTED_YAML = REPO_ROOT / PIPELINE_YAML
 
 STAGES = [
     "start-tracking",
@@ -70,7 +74,7 @@ def _upstream(task: dict) -> set[str]:
 def test_committed_yaml_is_current(compiled):
     """Compared as parsed YAML: the header comment lists dict defaults in a varying key order."""
     out, _ = compiled
-    committed = list(yaml.safe_load_all(PIPELINE_YAML.read_text(encoding="utf-8")))
+    committed = list(yaml.safe_load_all(COMMITTED_YAML.read_text(encoding="utf-8")))
     fresh = list(yaml.safe_load_all(out.read_text(encoding="utf-8")))
     assert committed == fresh, (
         "pipelines/odqa_pipeline.yaml is stale: run `odqa pipeline compile` and commit it"
@@ -118,7 +122,7 @@ def test_cluster_settings(compiled):
 
 
 def test_train_reader_node_selector_and_toleration():
-    docs = list(yaml.safe_load_all(PIPELINE_YAML.read_text(encoding="utf-8")))
+    docs = list(yaml.safe_load_all(COMMITTED_YAML.read_text(encoding="utf-8")))
     platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert set(platform) == {"exec-train-reader"}
     k8s = platform["exec-train-reader"]
@@ -128,7 +132,7 @@ def test_train_reader_node_selector_and_toleration():
 
 def test_components_import_without_running_stage_code():
     code = (
-        "import sys; sys.path.insert(0, '.'); import components.stages; "
+        "import sys; import odqa.pipeline.components; "
         "bad = [m for m in ('torch', 'mlflow', 'transformers', 'odqa.reader') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -151,10 +155,10 @@ def test_cli_schedule_rejects_five_field_cron_before_contacting_a_host(capsys):
 
 
 def test_parse_params_reads_json_values():
-    assert parse_params(["epochs=2", "analyzer=kiwi", 'reader_configs=[{"hidden_size": 64}]']) == {
+    assert parse_assignments(["epochs=2", "analyzer=kiwi", 'reader_configs=[{"hidden_size": 64}]']) == {
         "epochs": 2,
         "analyzer": "kiwi",
         "reader_configs": [{"hidden_size": 64}],
     }
     with pytest.raises(InputError):
-        parse_params(["epochs"])
+        parse_assignments(["epochs"])

@@ -20,9 +20,9 @@ from odqa.reader.predict import (
     results_from_gold,
     select_answers,
 )
-from odqa.reader.tokenizer import train_wordpiece_tokenizer
 from odqa.reader.train import weighted_span_loss
 from odqa.schema import Hit, QAExample, RetrievalResult
+from odqa.text.wordpiece import train_wordpiece_tokenizer
 
 WORDS = "서울 부산 대구 인천 광주 대전 울산 세종 수원 성남 고양 용인 창원 청주 전주 천안 안산 김해 포항 제주".split()
 CORPUS = [

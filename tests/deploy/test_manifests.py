@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
 SERVICES_WITH_PROBES = {"Deployment", "StatefulSet"}
 
@@ -78,17 +78,14 @@ def test_mlflow_uses_postgres_and_s3_and_elasticsearch_installs_nori():
 
 
 def test_recurring_run_cron_has_six_fields():
-    from odqa.pipeline import validate_cron
+    from odqa.pipeline.runner import validate_cron
 
     cm = next(doc for _, doc in _documents() if doc.get("metadata", {}).get("name") == "odqa-schedule")
     assert validate_cron(cm["data"]["CRON"])
 
 
 def test_gpu_overlay_matches_pipeline_node_selector():
-    from odqa.pipeline import load_pipeline
-
-    load_pipeline()
-    from pipelines.odqa_pipeline import GPU_NODE_SELECTOR, GPU_TOLERATION
+    from odqa.pipeline.dag import GPU_NODE_SELECTOR, GPU_TOLERATION
 
     pool = yaml.safe_load((MANIFESTS / "overlays/gpu/gpu-node-pool.yaml").read_text(encoding="utf-8"))
     assert (pool["data"]["nodeSelectorKey"], pool["data"]["nodeSelectorValue"]) == GPU_NODE_SELECTOR

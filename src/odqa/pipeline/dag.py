@@ -1,11 +1,11 @@
 """The odqa DAG: prepare_data -> preprocess -> augment / index -> retrieve -> ParallelFor(reader configs:
-train_reader -> predict) -> ensemble -> evaluate -> register. Compiled to odqa_pipeline.yaml by
+train_reader -> predict) -> ensemble -> evaluate -> register. Compiled to pipelines/odqa_pipeline.yaml by
 `odqa pipeline compile`; run locally by `odqa pipeline run --local`.
 """
 
 from kfp import dsl, kubernetes
 
-from components import stages
+from odqa.pipeline import components as stages
 
 GPU_NODE_SELECTOR = ("cloud.google.com/gke-accelerator", "nvidia-tesla-t4")
 GPU_TOLERATION = "nvidia.com/gpu"

@@ -1,12 +1,19 @@
-"""One KFP component per stage. Bodies import odqa inside (KFP ships only the function source) and
-call the stage's library function; each opens a nested MLflow run under the pipeline's parent run.
+"""One KFP component per stage. Bodies import odqa inside (KFP ships only the function source, and the
+image has odqa installed) and call the stage's library function; each opens a nested MLflow run under
+the pipeline's parent run.
 
-Every Dataset/Model artifact is a folder holding the stage's standard file names (odqa.schema)."""
+Every Dataset/Model artifact is a folder holding the stage's standard file names (odqa.schema).
+
+The container image is one setting, ODQA_IMAGE, read when this module is imported (i.e. when the
+pipeline is compiled); components/Dockerfile builds it."""
+
+import os
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
-from components import IMAGE
+DEFAULT_IMAGE = "ghcr.io/odqa/odqa:0.1.0"
+IMAGE = os.environ.get("ODQA_IMAGE", DEFAULT_IMAGE)
 
 
 @dsl.component(base_image=IMAGE)
@@ -37,7 +44,9 @@ def prepare_data(
 
     from odqa import tracking
     from odqa.data.korquad import KorquadSplitConfig, prepare_korquad
-    from odqa.pipeline import copy_file, markdown_report, resolve_data_uri
+    from odqa.data.uri import resolve_data_uri
+    from odqa.io import copy_file
+    from odqa.reports import markdown_report
     from odqa.schema import QA_FILE
 
     config = KorquadSplitConfig(eval_fraction=eval_fraction, seed=split_seed)
@@ -66,8 +75,9 @@ def preprocess(
 ):
     """Clean, deduplicate and chunk documents into passages."""
     from odqa import tracking
-    from odqa.pipeline import flat_metrics, markdown_report, typed_config
+    from odqa.config import typed_config
     from odqa.preprocess import PreprocessConfig, preprocess
+    from odqa.reports import flat_metrics, markdown_report
 
     with tracking.tracked_stage(mlflow_run.path, "preprocess", config) as sr:
         result = preprocess(
@@ -90,7 +100,8 @@ def augment(
     """Training-data augmentation (an identity copy when every switch is off)."""
     from odqa import tracking
     from odqa.augment import AugmentConfig, augment
-    from odqa.pipeline import flat_metrics, typed_config
+    from odqa.config import typed_config
+    from odqa.reports import flat_metrics
     from odqa.schema import PASSAGES_FILE, QA_FILE
 
     with tracking.tracked_stage(mlflow_run.path, "augment", config) as sr:
@@ -138,7 +149,7 @@ def retrieve(
     """Retrieve top-k passages per eval question and measure recall@k against the gold documents
     (for a hybrid index also each of its members, logged as `<member>.recall@k`)."""
     from odqa import tracking
-    from odqa.pipeline import flat_metrics, html_report
+    from odqa.reports import flat_metrics, html_report
     from odqa.retrieval.evaluate import PLOT_FILE, evaluate_retrieval
     from odqa.retrieval.hybrid import sub_indexes
     from odqa.retrieval.search import retrieve
@@ -176,7 +187,7 @@ def train_reader(
     """Train one extractive reader; `config` (one item of the pipeline's reader_configs) overrides
     the shared reader_model/epochs."""
     from odqa import tracking
-    from odqa.pipeline import typed_config
+    from odqa.config import typed_config
     from odqa.reader.config import ReaderTrainConfig
     from odqa.reader.train import train_reader
     from odqa.schema import PASSAGES_FILE, QA_FILE
@@ -204,9 +215,10 @@ def predict(
 ):
     """Read the retrieved passages and write predictions.json + nbest.json."""
     from odqa import tracking
-    from odqa.pipeline import score_histogram, typed_config
+    from odqa.config import typed_config
     from odqa.reader.config import PredictConfig
     from odqa.reader.predict import predict
+    from odqa.reports import score_histogram
     from odqa.schema import RETRIEVED_FILE
 
     params = {**config, "reader": reader.metadata.get("config", {})}
@@ -232,8 +244,9 @@ def ensemble(
 ):
     """Combine the readers' n-best lists (one member passes through)."""
     from odqa import tracking
+    from odqa.config import typed_config
     from odqa.ensemble import EnsembleConfig, ensemble
-    from odqa.pipeline import score_histogram, typed_config
+    from odqa.reports import score_histogram
 
     with tracking.tracked_stage(mlflow_run.path, "ensemble", {**config, "members": len(members)}) as sr:
         out = ensemble(typed_config(EnsembleConfig, config), [m.path for m in members], predictions.path)
@@ -257,7 +270,7 @@ def evaluate(
     """EM/F1 of the final predictions, split by whether retrieval found the gold document."""
     from odqa import tracking
     from odqa.evaluation import EvaluateConfig, evaluate
-    from odqa.pipeline import flat_metrics, markdown_report
+    from odqa.reports import flat_metrics, markdown_report
     from odqa.schema import DOC_ALIASES_FILE, METRICS_FILE, PREDICTIONS_FILE, QA_FILE, RETRIEVED_FILE
 
     config = EvaluateConfig(top_k=top_k)
@@ -296,18 +309,18 @@ def register(
 ) -> str:
     """Log the servable model, register a version (alias challenger) and promote it to champion only
     when its complete evaluation beats the champion's on the same eval set."""
-    from odqa import serving, tracking
+    from odqa import registry, serving, tracking
     from odqa.data import load_qa
     from odqa.io import read_json
     from odqa.schema import METRICS_FILE, QA_FILE
 
     tracking_uri, parent_run_id = tracking.read_run_handle(mlflow_run.path)
     qa_path = f"{eval_qa.path}/{QA_FILE}"
-    config = tracking.RegisterConfig(model_name, promotion_metric, promotion_margin)
+    config = registry.RegisterConfig(model_name, promotion_metric, promotion_margin)
     with tracking.stage_run(tracking_uri, parent_run_id, "register", vars(config)) as sr:
-        evaluation = tracking.Evaluation(
+        evaluation = registry.Evaluation(
             read_json(f"{scores.path}/{METRICS_FILE}"),
-            tracking.file_fingerprint(qa_path),
+            registry.file_fingerprint(qa_path),
             len(load_qa(qa_path).examples),
         )
         model_uri = serving.log_model(
@@ -319,10 +332,10 @@ def register(
             ensemble_config,
             top_k,
         )
-        version = tracking.register_version(tracking_uri, model_name, model_uri, run_id=parent_run_id)
-        result = tracking.promote(tracking_uri, config, version, evaluation, run_id=parent_run_id)
+        version = registry.register_version(tracking_uri, model_name, model_uri, run_id=parent_run_id)
+        result = registry.promote(tracking_uri, config, version, evaluation, run_id=parent_run_id)
         sr.set_tags(
-            {"odqa.model_name": model_name, "odqa.model_version": version, tracking.REASON_TAG: result.reason}
+            {"odqa.model_name": model_name, "odqa.model_version": version, registry.REASON_TAG: result.reason}
         )
         tracking.client(tracking_uri).set_tag(parent_run_id, "odqa.model_name", model_name)
         tracking.client(tracking_uri).set_tag(parent_run_id, "odqa.model_version", version)

@@ -141,7 +141,7 @@ def test_seq2seq_question_writer_plumbing(train_slice, tmp_path):
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
-    from odqa.reader.tokenizer import train_wordpiece_tokenizer
+    from odqa.text.wordpiece import train_wordpiece_tokenizer
 
     torch.manual_seed(0)
     model_dir = tmp_path / "tiny-t5"
@@ -171,7 +171,7 @@ def test_seq2seq_question_writer_plumbing(train_slice, tmp_path):
     assert all(ex.question.strip() and ex.context.find(ex.answers["text"][0]) >= 0 for ex in generated)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_pseudo_label_filter_keeps_what_the_reader_answers(train_slice, korquad_split, tmp_path):
     from odqa.evaluation import question_scores
     from odqa.reader.predict import PredictConfig, Reader, results_from_gold

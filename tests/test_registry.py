@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from odqa import tracking
-from odqa.tracking import Evaluation, RegisterConfig
+from odqa import registry, tracking
+from odqa.registry import Evaluation, RegisterConfig
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def _new_version(uri: str, tmp_path: Path, name: str = "odqa") -> str:
     model_dir = tmp_path / f"model-{run_id}"
     model_dir.mkdir()
     (model_dir / "MLmodel").write_text("artifact_path: model\n")
-    return tracking.register_version(uri, name, model_dir.as_uri(), run_id=run_id)
+    return registry.register_version(uri, name, model_dir.as_uri(), run_id=run_id)
 
 
 def _evaluation(em: float, fingerprint: str = "a" * 64, total: int = 10, expected: int = 10) -> Evaluation:
@@ -40,53 +40,53 @@ def _evaluation(em: float, fingerprint: str = "a" * 64, total: int = 10, expecte
 
 
 def _champion(uri: str, name: str = "odqa") -> str:
-    return str(tracking.client(uri).get_model_version_by_alias(name, tracking.CHAMPION).version)
+    return str(tracking.client(uri).get_model_version_by_alias(name, registry.CHAMPION).version)
 
 
 def test_first_version_becomes_champion_and_worse_one_does_not(store, tmp_path):
     cfg = RegisterConfig(margin=1.0)
     v1 = _new_version(store, tmp_path)
-    d1 = tracking.promote(store, cfg, v1, _evaluation(50.0))
+    d1 = registry.promote(store, cfg, v1, _evaluation(50.0))
     assert d1.promoted and _champion(store) == v1
 
     v2 = _new_version(store, tmp_path)
-    d2 = tracking.promote(store, cfg, v2, _evaluation(40.0))
+    d2 = registry.promote(store, cfg, v2, _evaluation(40.0))
     assert not d2.promoted and d2.champion_version == v1 and d2.champion_value == 50.0
     assert _champion(store) == v1
     c = tracking.client(store)
-    assert str(c.get_model_version_by_alias("odqa", tracking.CHALLENGER).version) == v2
-    assert c.get_model_version("odqa", v2).tags[tracking.DECISION_TAG] == "kept"
-    assert "does not beat" in c.get_model_version("odqa", v2).tags[tracking.REASON_TAG]
+    assert str(c.get_model_version_by_alias("odqa", registry.CHALLENGER).version) == v2
+    assert c.get_model_version("odqa", v2).tags[registry.DECISION_TAG] == "kept"
+    assert "does not beat" in c.get_model_version("odqa", v2).tags[registry.REASON_TAG]
 
 
 def test_margin_is_required(store, tmp_path):
     cfg = RegisterConfig(margin=1.0)
     v1 = _new_version(store, tmp_path)
-    tracking.promote(store, cfg, v1, _evaluation(50.0))
+    registry.promote(store, cfg, v1, _evaluation(50.0))
     v2 = _new_version(store, tmp_path)
-    assert not tracking.promote(store, cfg, v2, _evaluation(50.5)).promoted
+    assert not registry.promote(store, cfg, v2, _evaluation(50.5)).promoted
     v3 = _new_version(store, tmp_path)
-    assert tracking.promote(store, cfg, v3, _evaluation(51.0)).promoted
+    assert registry.promote(store, cfg, v3, _evaluation(51.0)).promoted
     assert _champion(store) == v3
 
 
 def test_equal_score_with_zero_margin_keeps_champion(store, tmp_path):
     v1 = _new_version(store, tmp_path)
-    tracking.promote(store, RegisterConfig(), v1, _evaluation(50.0))
+    registry.promote(store, RegisterConfig(), v1, _evaluation(50.0))
     v2 = _new_version(store, tmp_path)
-    assert not tracking.promote(store, RegisterConfig(), v2, _evaluation(50.0)).promoted
+    assert not registry.promote(store, RegisterConfig(), v2, _evaluation(50.0)).promoted
 
 
 def test_other_eval_set_is_not_comparable(store, tmp_path):
     v1 = _new_version(store, tmp_path)
-    tracking.promote(store, RegisterConfig(), v1, _evaluation(10.0, fingerprint="a" * 64))
+    registry.promote(store, RegisterConfig(), v1, _evaluation(10.0, fingerprint="a" * 64))
     v2 = _new_version(store, tmp_path)
-    d = tracking.promote(store, RegisterConfig(), v2, _evaluation(90.0, fingerprint="b" * 64))
+    d = registry.promote(store, RegisterConfig(), v2, _evaluation(90.0, fingerprint="b" * 64))
     assert not d.promoted and "another eval set" in d.reason
     assert _champion(store) == v1
     v3 = _new_version(store, tmp_path)
     cfg = RegisterConfig(promote_when_incomparable=True)
-    assert tracking.promote(store, cfg, v3, _evaluation(5.0, fingerprint="b" * 64)).promoted
+    assert registry.promote(store, cfg, v3, _evaluation(5.0, fingerprint="b" * 64)).promoted
     assert _champion(store) == v3
 
 
@@ -101,17 +101,17 @@ def test_other_eval_set_is_not_comparable(store, tmp_path):
 def test_failed_or_partial_evaluation_never_promotes(store, tmp_path, evaluation):
     run_id = tracking.start_pipeline_run(store, "exp", "first")
     v1 = _new_version(store, tmp_path)
-    tracking.promote(store, RegisterConfig(), v1, _evaluation(10.0))
+    registry.promote(store, RegisterConfig(), v1, _evaluation(10.0))
     v2 = _new_version(store, tmp_path)
-    d = tracking.promote(store, RegisterConfig(), v2, evaluation, run_id=run_id)
+    d = registry.promote(store, RegisterConfig(), v2, evaluation, run_id=run_id)
     assert not d.promoted and d.reason.startswith("not promoted")
     assert _champion(store) == v1
-    assert tracking.client(store).get_run(run_id).data.tags[tracking.DECISION_TAG] == "kept"
+    assert tracking.client(store).get_run(run_id).data.tags[registry.DECISION_TAG] == "kept"
 
 
 def test_partial_evaluation_does_not_become_first_champion(store, tmp_path):
     v1 = _new_version(store, tmp_path)
-    d = tracking.promote(store, RegisterConfig(), v1, _evaluation(80.0, total=3, expected=10))
+    d = registry.promote(store, RegisterConfig(), v1, _evaluation(80.0, total=3, expected=10))
     assert not d.promoted and "partial" in d.reason
     with pytest.raises(Exception, match="champion"):
         _champion(store)
@@ -120,12 +120,12 @@ def test_partial_evaluation_does_not_become_first_champion(store, tmp_path):
 def _promote_in_process(uri: str, version: str, em: float, go_file: str) -> None:
     while not Path(go_file).exists():
         time.sleep(0.01)
-    tracking.promote(uri, RegisterConfig(), version, _evaluation(em))
+    registry.promote(uri, RegisterConfig(), version, _evaluation(em))
 
 
 def test_concurrent_promotions_leave_exactly_one_champion_the_best(store, tmp_path):
     versions = [_new_version(store, tmp_path) for _ in range(3)]
-    tracking.promote(store, RegisterConfig(), versions[0], _evaluation(10.0))
+    registry.promote(store, RegisterConfig(), versions[0], _evaluation(10.0))
     go = tmp_path / "go"
     ctx = multiprocessing.get_context("spawn")
     procs = [
@@ -140,7 +140,7 @@ def test_concurrent_promotions_leave_exactly_one_champion_the_best(store, tmp_pa
         p.join(timeout=60)
         assert p.exitcode == 0
     c = tracking.client(store)
-    holders = [v for v in versions if tracking.CHAMPION in c.get_model_version("odqa", v).aliases]
+    holders = [v for v in versions if registry.CHAMPION in c.get_model_version("odqa", v).aliases]
     assert holders == [versions[1]]
 
 

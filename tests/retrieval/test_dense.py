@@ -13,10 +13,11 @@ from transformers import BertConfig, BertModel
 from odqa.data import load_qa
 from odqa.errors import InputError
 from odqa.io import write_jsonl
-from odqa.reader.tokenizer import train_wordpiece_tokenizer
 from odqa.retrieval.base import build_index, load_retriever
-from odqa.retrieval.dense import DenseConfig, DenseRetriever, training_examples
+from odqa.retrieval.dense import DenseRetriever
+from odqa.retrieval.dense_encoder import DenseConfig, training_examples
 from odqa.schema import RETRIEVER_CONFIG_FILE, Passage
+from odqa.text.wordpiece import train_wordpiece_tokenizer
 
 TINY = dict(
     hidden_size=32,
@@ -53,7 +54,7 @@ def test_hard_negatives_are_bm25_near_misses_without_the_answer(korquad_slice):
             assert not any(a in passages[n].text for a in example.answers["text"])
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_train_encode_index_search_round_trip(korquad_slice, tmp_path: Path):
     passages_path, qa_path, passages = korquad_slice
     index_dir = build_index(
@@ -87,7 +88,7 @@ def test_train_encode_index_search_round_trip(korquad_slice, tmp_path: Path):
     assert hit_at_1 > 3 / len(passages), (hit_at_1, len(passages))
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_encoders_from_a_hugging_face_checkpoint_and_reuse_with_init_from(korquad_slice, tmp_path: Path):
     passages_path, qa_path, passages = korquad_slice
     checkpoint = tmp_path / "tiny-bert"
@@ -143,13 +144,13 @@ def test_config_errors_are_input_errors(tmp_path: Path):
     with pytest.raises(InputError, match="index_type"):
         DenseConfig(train_qa="x.jsonl", index_type="ivf")
     with pytest.raises(InputError, match="encoder_model"):
-        from odqa.retrieval.dense import new_dual_encoder
+        from odqa.retrieval.dense_encoder import new_dual_encoder
 
         new_dual_encoder(DenseConfig(train_qa="x", encoder_model=str(tmp_path / "nope")), [], [])
 
 
 def test_inverse_cloze_queries_come_from_every_passage():
-    from odqa.retrieval.dense import inverse_cloze_examples
+    from odqa.retrieval.dense_encoder import inverse_cloze_examples
 
     passages = [
         Passage("a-0", "a", "A", "첫 문장은 충분히 길어야 한다. 두 번째 문장도 충분히 길다. 짧다."),

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from odqa import settings, tracking
-from odqa.pipeline import LocalRunConfig, run_local
+from odqa import registry, settings, tracking
+from odqa.pipeline.runner import LocalRunConfig, run_local
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 
 TINY_READER = {
     "hidden_size": 32,
@@ -113,7 +113,7 @@ def test_local_dag_registers_promotes_and_serves(tiny_korquad, tmp_path):
     c = tracking.client(uri)
     parent = c.get_run(first.parent_run_id)
     assert parent.info.status == "FINISHED"
-    assert parent.data.tags[tracking.DECISION_TAG] == "promoted"
+    assert parent.data.tags[registry.DECISION_TAG] == "promoted"
 
     stages = {r.data.tags[tracking.STAGE_TAG]: r for r in tracking.stage_runs(uri, first.parent_run_id)}
     assert set(stages) == STAGES
@@ -129,9 +129,9 @@ def test_local_dag_registers_promotes_and_serves(tiny_korquad, tmp_path):
     assert "registry: odqa v1 -> promoted" in first.summary and "evaluate" in first.summary
     assert (first.run_dir / "summary.txt").is_file() and (first.run_dir / "artifacts").is_dir()
 
-    champion = c.get_model_version_by_alias("odqa", tracking.CHAMPION)
+    champion = c.get_model_version_by_alias("odqa", registry.CHAMPION)
     assert str(champion.version) == "1" and champion.run_id == first.parent_run_id
-    assert champion.tags[tracking.FINGERPRINT_TAG] and float(champion.tags["odqa.f1"]) == pytest.approx(
+    assert champion.tags[registry.FINGERPRINT_TAG] and float(champion.tags["odqa.f1"]) == pytest.approx(
         evaluate["f1"]
     )
 
@@ -166,10 +166,10 @@ def test_local_dag_registers_promotes_and_serves(tiny_korquad, tmp_path):
         cs = tracking.client(url)
         second_tags = cs.get_run(second.parent_run_id).data.tags
         version2 = cs.get_model_version("odqa", "2")
-        assert tracking.CHALLENGER in version2.aliases and tracking.CHAMPION not in version2.aliases
-        assert str(cs.get_model_version_by_alias("odqa", tracking.CHAMPION).version) == "1"
-        assert second_tags[tracking.DECISION_TAG] == "kept"
-        assert "does not beat champion v1" in second_tags[tracking.REASON_TAG]
+        assert registry.CHALLENGER in version2.aliases and registry.CHAMPION not in version2.aliases
+        assert str(cs.get_model_version_by_alias("odqa", registry.CHAMPION).version) == "1"
+        assert second_tags[registry.DECISION_TAG] == "kept"
+        assert "does not beat champion v1" in second_tags[registry.REASON_TAG]
         assert "registry: odqa v2 -> kept" in second.summary
         assert len(tracking.stage_runs(url, second.parent_run_id)) == len(STAGES)
     finally:

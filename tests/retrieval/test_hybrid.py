@@ -13,12 +13,9 @@ from odqa.data import load_qa, write_qa
 from odqa.errors import InputError
 from odqa.retrieval.base import build_index, load_retriever
 from odqa.retrieval.evaluate import retrieval_metrics
-from odqa.retrieval.hybrid import (
-    HybridConfig,
-    normalized_score_fusion,
-    reciprocal_rank_fusion,
-    tune_fusion_weight,
-)
+from odqa.retrieval.fusion import normalized_score_fusion, reciprocal_rank_fusion
+from odqa.retrieval.hybrid import HybridConfig
+from odqa.retrieval.tuning import tune_fusion_weight
 from odqa.schema import RETRIEVER_CONFIG_FILE, Hit, RetrievalResult
 
 
@@ -113,7 +110,7 @@ def bm25_and_dense(tmp_path_factory, korquad_articles) -> tuple[Path, Path, Path
     return root, root / "qa.jsonl", bm25, dense
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_hybrid_over_bm25_and_dense(bm25_and_dense):
     root, qa_path, bm25, dense = bm25_and_dense
     examples = load_qa(qa_path).examples[:40]
@@ -143,7 +140,7 @@ def test_hybrid_over_bm25_and_dense(bm25_and_dense):
         shutil.copytree(moved / "bm25", root / "indexes" / "bm25")
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_tune_fusion_weight_matches_the_single_retrievers_at_the_ends(bm25_and_dense, tmp_path: Path):
     root, qa_path, bm25, dense = bm25_and_dense
     dev = load_qa(qa_path).examples[::3]

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from odqa.cli import retrieval as retrieval_cli
+from odqa.config import parse_assignments
 from odqa.data import load_documents, load_qa, write_qa
 from odqa.data.korquad import KorquadSplitConfig, prepare_korquad
 from odqa.errors import InputError
 from odqa.io import read_json, read_jsonl, write_jsonl
-from odqa.retrieval.base import build_index, load_retriever, parse_options
+from odqa.retrieval.base import build_index, load_retriever
 from odqa.retrieval.bm25 import BM25Config, BM25Retriever
 from odqa.retrieval.evaluate import evaluate_retrieval
 from odqa.retrieval.search import retrieve
@@ -74,7 +75,7 @@ def test_save_load_round_trip_gives_identical_results(index_dir, passages_path):
 
 
 def test_options_reach_the_index(tmp_path, passages_path):
-    options = parse_options(
+    options = parse_assignments(
         ["k1=0.9", "b=0.4", "title_prefix=false", 'analyzer_options={"pos": ["NNP", "NNG"]}']
     )
     assert options == {
@@ -140,7 +141,7 @@ def test_bad_build_input_is_an_input_error(tmp_path, passages_path):
     with pytest.raises(InputError, match=r"bad.jsonl \[record passage 1\].*text"):
         build_index("bm25", {}, tmp_path / "bad.jsonl", tmp_path / "i")
     with pytest.raises(InputError, match="key=value"):
-        parse_options(["k1"])
+        parse_assignments(["k1"])
     assert not (tmp_path / "i").exists()
 
 
@@ -203,7 +204,7 @@ def korquad_open_domain(tmp_path_factory):
     return passages_path, questions, work
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_kiwi_bigram_bm25_recall_on_korquad_open_domain(korquad_open_domain):
     passages_path, questions, work = korquad_open_domain
     assert len(questions) == 5774 and len(read_jsonl(passages_path)) == 961

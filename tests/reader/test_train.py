@@ -21,11 +21,11 @@ from odqa.io import read_json, write_jsonl
 from odqa.reader.config import READER_CONFIG_FILE, PredictConfig, ReaderTrainConfig
 from odqa.reader.features import ReaderSettings
 from odqa.reader.predict import Reader, predict, results_from_gold
-from odqa.reader.tokenizer import train_wordpiece_tokenizer
 from odqa.reader.train import train_reader
 from odqa.settings import korquad_dev_path
+from odqa.text.wordpiece import train_wordpiece_tokenizer
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 TINY = dict(
     hidden_size=64, num_layers=1, num_heads=2, vocab_size=3000, max_length=128, doc_stride=48, threads=2
 )

@@ -1,1 +1,0 @@
-"""Pipeline definitions (the DAG wiring only; stage code lives in components/ and src/odqa)."""

@@ -1,0 +1,225 @@
+"""The Kubeflow pipeline as something to compile, run locally, submit or schedule. Heavy imports (kfp,
+mlflow) happen inside functions so the CLI starts fast."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from odqa.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+# Where `odqa pipeline compile` writes, relative to the checkout it runs in (the file is committed).
+PIPELINE_YAML = Path("pipelines") / "odqa_pipeline.yaml"
+PIPELINE_NAME = "odqa"
+
+
+def load_pipeline():
+    """The pipeline function (imports kfp, so only when needed)."""
+    from odqa.pipeline.dag import odqa_pipeline
+
+    return odqa_pipeline
+
+
+def compile_pipeline(out_path: str | os.PathLike = PIPELINE_YAML) -> Path:
+    from kfp import compiler
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".tmp-{out_path.name}")
+    compiler.Compiler().compile(load_pipeline(), str(tmp))
+    if out_path.is_file() and _same_yaml(tmp, out_path):
+        tmp.unlink()  # kfp orders the header comment's dicts at random: keep the file, not a noisy diff
+    else:
+        os.replace(tmp, out_path)
+    return out_path
+
+
+def _same_yaml(a: Path, b: Path) -> bool:
+    import yaml
+
+    def load(path: Path) -> list:
+        return list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+
+    return load(a) == load(b)
+
+
+def validate_cron(expression: str) -> str:
+    """KFP cron has six fields, seconds first ("0 0 3 * * *" = 03:00 daily)."""
+    fields = expression.split()
+    if len(fields) == 5:
+        raise InputError(
+            f"cron {expression!r} has 5 fields; Kubeflow Pipelines cron has 6, seconds first: "
+            f"use '0 {expression}' to run at second 0 of those minutes"
+        )
+    if len(fields) != 6:
+        raise InputError(
+            f"cron {expression!r} has {len(fields)} fields; expected 6 (sec min hour dom month dow)"
+        )
+    return expression
+
+
+@dataclass
+class LocalRunConfig:
+    runs_dir: str = "runs"
+    tracking_uri: str | None = None  # None: sqlite:///<runs_dir>/mlflow.db, shared by all local runs
+    # Pipeline parameters (see pipelines/odqa_pipeline.py); unknown names are an InputError.
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LocalRunResult:
+    run_dir: Path
+    tracking_uri: str
+    parent_run_id: str
+    summary: str
+    seconds: float
+
+
+def _pipeline_parameters() -> dict[str, Any]:
+    """Pipeline parameter name -> annotation."""
+    import inspect
+
+    return {n: p.annotation for n, p in inspect.signature(load_pipeline().pipeline_func).parameters.items()}
+
+
+def run_local(config: LocalRunConfig) -> LocalRunResult:
+    """Run the whole DAG with the kfp local runner; everything lands in runs/<timestamp>/."""
+    from kfp import local
+
+    from odqa import tracking
+
+    types = _pipeline_parameters()
+    unknown = sorted(set(config.params) - set(types))
+    if unknown:
+        raise InputError(f"unknown pipeline parameter(s) {unknown}; known: {sorted(types)}")
+    # KFP checks argument types strictly: an int given for a float parameter is an error there.
+    given = {k: float(v) if types[k] is float and isinstance(v, int) else v for k, v in config.params.items()}
+    runs_dir = Path(config.runs_dir).resolve()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = runs_dir / stamp
+    run_dir.mkdir(parents=True, exist_ok=False)
+    tracking_uri = config.tracking_uri or tracking.default_tracking_uri(runs_dir)
+    params = {
+        **given,
+        "tracking_uri": tracking_uri,
+        "run_name": given.get("run_name") or stamp,
+    }
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir / "artifacts"))
+    started = time.perf_counter()
+    load_pipeline()(**params)
+    seconds = time.perf_counter() - started
+    parent = _find_parent_run(tracking_uri, params.get("experiment", "odqa"), params["run_name"])
+    summary = run_summary(tracking_uri, parent, seconds)
+    from odqa.io import write_text
+
+    write_text(run_dir / "summary.txt", summary)
+    return LocalRunResult(run_dir, tracking_uri, parent, summary, seconds)
+
+
+def _find_parent_run(tracking_uri: str, experiment: str, run_name: str) -> str:
+    from odqa import tracking
+
+    c = tracking.client(tracking_uri)
+    exp = c.get_experiment_by_name(experiment)
+    runs = c.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`odqa.kind` = 'pipeline' and attributes.run_name = '{run_name}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise RuntimeError(f"no pipeline run named {run_name!r} in experiment {experiment!r}")
+    return runs[0].info.run_id
+
+
+def run_summary(tracking_uri: str, parent_run_id: str, wall_seconds: float | None = None) -> str:
+    """A plain-text table of a pipeline run: stage times, recall@k, EM/F1 and the registry decision."""
+    from odqa import registry, tracking
+
+    c = tracking.client(tracking_uri)
+    parent = c.get_run(parent_run_id)
+    lines = [f"pipeline run {parent.info.run_name} ({parent_run_id}), status {parent.info.status}", ""]
+    lines.append(f"{'stage':<22} {'seconds':>8}  metrics")
+    for run in tracking.stage_runs(tracking_uri, parent_run_id):
+        m = run.data.metrics
+        shown = {
+            k: v
+            for k, v in m.items()
+            if k.startswith(("by_document.recall", "exact_match", "f1")) and "." not in k[3:]
+        }
+        shown.update({k: v for k, v in m.items() if k.startswith("by_document.recall_at_")})
+        text = "  ".join(f"{k.replace('by_document.', '')}={v:.3f}" for k, v in sorted(shown.items()))
+        lines.append(f"{run.info.run_name:<22} {m.get(tracking.DURATION_METRIC, float('nan')):>8.1f}  {text}")
+    tags = parent.data.tags
+    lines += [
+        "",
+        f"registry: {tags.get('odqa.model_name', '?')} v{tags.get('odqa.model_version', '?')} "
+        f"-> {tags.get(registry.DECISION_TAG, 'no decision (register did not run)')}",
+        f"reason:   {tags.get(registry.REASON_TAG, '-')}",
+    ]
+    if wall_seconds is not None:
+        lines.append(f"wall time: {wall_seconds:.0f} s")
+    lines.append(f"tracking:  {tracking_uri}")
+    return "\n".join(lines) + "\n"
+
+
+def client_for(host: str):
+    import kfp
+
+    return kfp.Client(host=host)
+
+
+@contextlib.contextmanager
+def _package(package: str | os.PathLike | None) -> Iterator[Path]:
+    """The given compiled YAML, or the installed pipeline compiled into a temp file (an image or a wheel
+    has no checkout to read pipelines/ from)."""
+    if package is not None:
+        yield Path(package)
+        return
+    with tempfile.TemporaryDirectory(prefix="odqa-pipeline-") as tmp:
+        yield compile_pipeline(Path(tmp) / "odqa_pipeline.yaml")
+
+
+def submit(
+    host: str, params: dict[str, Any], experiment: str = "odqa", package: str | os.PathLike | None = None
+) -> str:
+    """Submit the pipeline to a Kubeflow Pipelines endpoint; returns the KFP run id."""
+    with _package(package) as path:
+        run = client_for(host).create_run_from_pipeline_package(
+            str(path), arguments=params, experiment_name=experiment, enable_caching=None
+        )
+    return run.run_id
+
+
+def schedule(
+    host: str,
+    cron: str,
+    params: dict[str, Any],
+    job_name: str = "odqa-nightly",
+    experiment: str = "odqa",
+    package: str | os.PathLike | None = None,
+) -> str:
+    """A recurring run (max_concurrency 1: runs never race each other for the champion alias)."""
+    validate_cron(cron)
+    c = client_for(host)
+    exp = c.create_experiment(experiment)
+    with _package(package) as path:
+        job = c.create_recurring_run(
+            experiment_id=exp.experiment_id,
+            job_name=job_name,
+            cron_expression=cron,
+            max_concurrency=1,
+            pipeline_package_path=str(path),
+            params=params,
+            no_catchup=True,
+        )
+    return job.recurring_run_id
