@@ -6,50 +6,148 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from odqa.errors import InputError
 
+# Every odqa output folder carries this marker, so a later run knows it may replace the folder: an
+# output is replaced only when it is empty or an odqa output of the same kind.
+OUTPUT_MARKER = ".odqa-output.json"
+# Folders written before the marker existed are recognised by the file only that kind writes.
+_LEGACY_KIND_FILES = {"index": "retriever.json", "reader": "odqa_reader.json", "passages": "passages.jsonl"}
+_TEMP_TAG = ".odqa-"  # in every temp/backup name: `.{name}.odqa-{pid}-{random}.tmp` / `.old`
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(target: Path) -> list[Path]:
+    """Remove `.{name}.odqa-{pid}-*.tmp|.old` siblings of `target` left by a killed run (their pid is
+    gone), so a crash never leaves hidden copies behind for good."""
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    prefix = f".{target.name}{_TEMP_TAG}"
+    for sibling in target.parent.iterdir():
+        if not sibling.name.startswith(prefix) or not sibling.name.endswith((".tmp", ".old")):
+            continue
+        pid_text = sibling.name[len(prefix) :].split("-", 1)[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+            if sibling.is_dir() and not sibling.is_symlink():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                sibling.unlink(missing_ok=True)
+            removed.append(sibling)
+    return removed
+
+
+def _temp_name(target: Path, suffix: str) -> str:
+    return f".{target.name}{_TEMP_TAG}{os.getpid()}-{os.urandom(4).hex()}{suffix}"
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path in the target's folder; rename it onto `path` only if the block succeeds."""
+    """Yield a temp path in the target's folder; rename it onto `path` only if the block succeeds.
+    A folder at `path` is refused (a file output never replaces a folder)."""
     target = Path(path)
+    if target.is_dir():
+        raise InputError("is a folder; give a file path for this output", path=target)
+    if target.name in ("", ".", ".."):
+        raise InputError("is not a file name; give a file path for this output", path=path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    remove_stale_temps(target)
+    tmp_path = target.parent / _temp_name(target, ".tmp")
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
     finally:
-        if tmp_path.exists():
+        if tmp_path.is_dir():
+            shutil.rmtree(tmp_path, ignore_errors=True)
+        elif tmp_path.exists():
             tmp_path.unlink()
 
 
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp folder; it replaces `path` (removing an older one) only if the block succeeds."""
+def output_kind(folder: str | os.PathLike) -> str | None:
+    """The kind of odqa output `folder` is (its marker, or a legacy stage file), None if it is none."""
+    folder = Path(folder)
+    marker = folder / OUTPUT_MARKER
+    if marker.is_file():
+        try:
+            kind = json.loads(marker.read_text(encoding="utf-8")).get("kind")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return kind if isinstance(kind, str) else None
+    for kind, name in _LEGACY_KIND_FILES.items():
+        if (folder / name).is_file():
+            return kind
+    return None
+
+
+def check_output_dir(path: str | os.PathLike, kind: str, force: bool = False) -> Path:
+    """Refuse, before any slow work, an output folder that must not be replaced: an existing file, or a
+    folder holding anything that is not an odqa `kind` output (a typo like `--out .` must never wipe a
+    checkout). `force` replaces any folder (never a file)."""
     target = Path(path)
+    if target.name in ("", ".", "..") or target.resolve() == Path.cwd().resolve():
+        if not force:
+            raise InputError(
+                "refusing to replace the current folder or its parent; name a new folder", path=path
+            )
+    if target.exists() or target.is_symlink():
+        if not target.is_dir() or target.is_symlink():
+            raise InputError("exists and is not a folder; choose a new folder for this output", path=target)
+        if any(target.iterdir()) and not force:
+            found = output_kind(target)
+            if found != kind:
+                what = f"an odqa {found} output" if found else "files that are not an odqa output"
+                raise InputError(
+                    f"holds {what}, not an odqa {kind} output; choose a new or empty folder "
+                    "(or pass --force to replace it)",
+                    path=target,
+                )
+    return target
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, kind: str = "output", force: bool = False) -> Iterator[Path]:
+    """Yield a temp folder; it replaces `path` only if the block succeeds, and only when `path` is
+    absent, empty or an odqa `kind` output (see check_output_dir). The new folder gets the marker."""
+    target = check_output_dir(path, kind, force)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    remove_stale_temps(target)
+    tmp = target.parent / _temp_name(target, ".tmp")
+    tmp.mkdir(mode=0o777 & ~_umask())
+    old = target.parent / _temp_name(target, ".old")
     try:
         yield tmp
+        (tmp / OUTPUT_MARKER).write_text(json.dumps({"kind": kind}) + "\n", encoding="utf-8")
+        check_output_dir(target, kind, force)  # it may have changed while we worked
         if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
             os.replace(target, old)
             os.replace(tmp, target)
-            shutil.rmtree(old)
         else:
             os.replace(tmp, target)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        for leftover in (tmp, old):
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def copy_file(src: str | os.PathLike, dest_dir: str | os.PathLike, name: str) -> Path:

@@ -93,6 +93,7 @@ def test_cli_prepare_korquad_default_path(run_cli, tmp_path, korquad_path, monke
     report = json.loads(stdout.strip().splitlines()[-1])
     assert report["eval_articles"] == 14 and report["documents"] == 961
     assert sorted(p.name for p in (tmp_path / "kq").iterdir()) == [
+        ".odqa-output.json",
         "documents.jsonl",
         "eval.jsonl",
         "split_report.json",
