@@ -1,7 +1,7 @@
 """Exact match and F1 exactly as the official scripts compute them.
 
-`korquad`: KorQuAD 1.0 `evaluate-v1.0.py` (F1 over characters, since Korean words carry particles).
-`squad`: SQuAD 1.1 `evaluate-v1.1.py` (F1 over whitespace tokens, English articles removed).
+`korquad`: the official KorQuAD 1.0 evaluation script, evaluate-v1.0 (F1 over characters, since Korean words carry particles).
+`squad`: the official SQuAD 1.1 evaluation script, evaluate-v1.1 (F1 over whitespace tokens, English articles removed).
 Both scripts add per-question scores in dataset order and divide at the end; `score` does the same
 so results agree to the last digit.
 """

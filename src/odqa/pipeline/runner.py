@@ -71,7 +71,7 @@ def validate_cron(expression: str) -> str:
 class LocalRunConfig:
     runs_dir: str = "runs"
     tracking_uri: str | None = None  # None: sqlite:///<runs_dir>/mlflow.db, shared by all local runs
-    # Pipeline parameters (see pipelines/odqa_pipeline.py); unknown names are an InputError.
+    # Pipeline parameters (see odqa.pipeline.dag); unknown names are an InputError.
     params: dict[str, Any] = field(default_factory=dict)
 
 

@@ -2,7 +2,7 @@
 
 Korean attaches particles and endings to words (서울은, 서울의, 서울에서), so splitting on spaces
 leaves many surface forms of one word. Kiwi morphemes keep the content part; character bigrams
-match partial words and unknown names without a dictionary. FACTS.md has their measured recall.
+match partial words and unknown names without a dictionary. bench/README.md has their measured recall.
 
 Every analyzer NFC-normalises and lower-cases, and describes itself with a JSON-able `config()`
 so an index can rebuild the exact analyzer it was built with (`analyzer_from_config`).

@@ -1,6 +1,6 @@
 """A WordPiece tokenizer trained on the corpus, for readers trained from scratch.
 
-No pretrained Korean encoder ships in a package (see FACTS.md), so the default reader learns its own
+No pretrained Korean encoder ships in a Python package and no model hub is assumed, so the default reader learns its own
 vocabulary. Normalisation is NFC + lowercase and never strips accents: accent stripping goes through
 NFD, which splits every Hangul syllable into jamo and triples sequence lengths.
 """
