@@ -73,6 +73,12 @@ class LocalRunConfig:
     tracking_uri: str | None = None  # None: sqlite:///<runs_dir>/mlflow.db, shared by all local runs
     # Pipeline parameters (see odqa.pipeline.dag); unknown names are an InputError.
     params: dict[str, Any] = field(default_factory=dict)
+    # subprocess: every component in this Python environment (fast, what `make run` uses);
+    # docker: every component in its container image (ODQA_IMAGE), as on a cluster.
+    runner: str = "subprocess"
+
+
+RUNNERS = ("subprocess", "docker")
 
 
 @dataclass
@@ -97,6 +103,8 @@ def run_local(config: LocalRunConfig) -> LocalRunResult:
 
     from odqa import tracking
 
+    if config.runner not in RUNNERS:
+        raise InputError(f"--runner must be one of {', '.join(RUNNERS)}, not {config.runner!r}")
     types = _pipeline_parameters()
     unknown = sorted(set(config.params) - set(types))
     if unknown:
@@ -104,6 +112,8 @@ def run_local(config: LocalRunConfig) -> LocalRunResult:
     # KFP checks argument types strictly: an int given for a float parameter is an error there.
     given = {k: float(v) if types[k] is float and isinstance(v, int) else v for k, v in config.params.items()}
     runs_dir = Path(config.runs_dir).resolve()
+    if config.runner == "docker":
+        kfp_runner("docker", runs_dir)  # fails fast, before a run folder exists, without a Docker engine
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = runs_dir / stamp
     run_dir.mkdir(parents=True, exist_ok=False)
@@ -113,7 +123,7 @@ def run_local(config: LocalRunConfig) -> LocalRunResult:
         "tracking_uri": tracking_uri,
         "run_name": given.get("run_name") or stamp,
     }
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir / "artifacts"))
+    local.init(runner=kfp_runner(config.runner, runs_dir), pipeline_root=str(run_dir / "artifacts"))
     started = time.perf_counter()
     load_pipeline()(**params)
     seconds = time.perf_counter() - started
@@ -123,6 +133,48 @@ def run_local(config: LocalRunConfig) -> LocalRunResult:
 
     write_text(run_dir / "summary.txt", summary)
     return LocalRunResult(run_dir, tracking_uri, parent, summary, seconds)
+
+
+def kfp_runner(kind: str, runs_dir: Path):
+    """The kfp local runner for `kind`. Docker: each component in the odqa image, with the runs folder
+    (pipeline root and the SQLite tracking store) and the data folder mounted at the same paths."""
+    from kfp import local
+
+    if kind == "subprocess":
+        return local.SubprocessRunner(use_venv=False)
+    from odqa import settings
+    from odqa.pipeline.components import IMAGE
+
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+    except Exception as e:  # docker raises DockerException, requests' errors, or FileNotFoundError
+        raise InputError(
+            f"--runner docker needs a running Docker engine ({type(e).__name__}: {str(e).splitlines()[0]}); "
+            "start Docker or use --runner subprocess"
+        ) from None
+    try:
+        client.images.get(IMAGE)
+    except Exception:
+        raise InputError(
+            f"--runner docker: image {IMAGE} is not built; run `docker build -f components/Dockerfile "
+            f"-t {IMAGE} .` (or set ODQA_IMAGE)"
+        ) from None
+    return local.DockerRunner(**docker_run_args(runs_dir, settings.data_dir()))
+
+
+def docker_run_args(runs_dir: Path, data_dir: Path) -> dict[str, Any]:
+    """kfp mounts only the pipeline root (runs/<stamp>/artifacts); the SQLite tracking store beside it
+    and the data folder are mounted at the same paths, so paths in parameters mean the same inside."""
+    from docker.types import Mount
+
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    mounts = [Mount(str(runs_dir), str(runs_dir), type="bind")]
+    if data_dir.is_dir():
+        mounts.append(Mount(str(data_dir), str(data_dir), type="bind", read_only=True))
+    return {"mounts": mounts, "environment": {"ODQA_DATA_DIR": str(data_dir)}}
 
 
 def _find_parent_run(tracking_uri: str, experiment: str, run_name: str) -> str:
