@@ -6,7 +6,7 @@ STAMP := $(VENV)/.odqa-installed
 # Extra arguments for `make run`, e.g. make run ARGS="--epochs 1"
 ARGS ?=
 
-.PHONY: venv run test test-unit lint format bench compile clean
+.PHONY: venv run test test-unit lint format bench compile clean cluster-check stack kubectl
 
 venv: $(STAMP)
 
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 run: venv
 	$(BIN)/odqa pipeline run --local $(ARGS)
 
-test: venv
+test: venv kubectl
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # The fast edit loop: no training, no DAG, no servers.
@@ -43,6 +43,25 @@ bench: venv
 	$(BIN)/python bench/retrievers.py
 	$(BIN)/python bench/pipeline_overhead.py
 	$(BIN)/python bench/ablation.py
+
+# kubectl (kustomize inside) builds manifests/ for cluster-check, the stack and tests/deploy. Missing, it
+# is installed from Debian when we are root (CI); otherwise say how, and stop.
+kubectl:
+	@command -v kubectl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing kubectl (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null; \
+	  else \
+	    echo "kubectl not found: install it (Debian: sudo apt-get install -y kubectl)" >&2; exit 1; \
+	  fi; }
+
+# manifests/ against themselves, the compiled pipeline and the installed clients (one line per problem).
+cluster-check: venv kubectl
+	$(BIN)/python -m odqa.deploy.check
+
+# The manifests' MLflow (+ PostgreSQL database, S3 stand-in, buckets) on this machine; Ctrl-C stops it.
+stack: venv kubectl
+	$(BIN)/python -m odqa.deploy.stack
 
 clean:
 	rm -rf local_outputs .pytest_cache .ruff_cache

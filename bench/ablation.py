@@ -17,12 +17,13 @@ import logging
 import random
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from odqa.augment import AugmentConfig, augment
+from odqa.cli.options import add_deprecated_flag
 from odqa.curriculum import CurriculumConfig, curriculum
 from odqa.data import load_qa, write_qa
 from odqa.data.korquad import KorquadSplitConfig, prepare_korquad
@@ -34,6 +35,7 @@ from odqa.reader.predict import PredictConfig, predict
 from odqa.reader.train import ReaderTrainConfig, train_reader
 from odqa.retrieval.base import build_index
 from odqa.retrieval.search import retrieve
+from odqa.schema import READER_CONFIG_FILE
 from odqa.settings import korquad_dev_path
 
 log = logging.getLogger("ablation")
@@ -54,18 +56,19 @@ class Variant:
 
 def variants(base_train: ReaderTrainConfig, base_predict: PredictConfig) -> list[Variant]:
     return [
-        Variant("title_prefix", "reader reads f'{title}\\n{passage}'", train=replace(base_train, title_prefix=True)),
+        Variant("title_prefix", "reader reads f'{title}\\n{passage}'", train=base_train.replace(title_prefix=True)),
         Variant("hard_negatives", "+1 BM25 hard negative (no-answer) per question", augment=AugmentConfig(hard_negatives=1)),
         Variant("masking", "+masked-context copy (p=0.15)", augment=AugmentConfig(mask_prob=0.15)),
         Variant("query_rewrite", "+rewritten-question copy", augment=AugmentConfig(query_rewrite=True)),
         Variant("qg", "+2 rule (wh) generated questions per train context", augment=AugmentConfig(qg_per_passage=2)),
         Variant("qg_filtered", "qg kept only where the baseline reader has F1>=0.5", augment=AugmentConfig(qg_per_passage=2)),
-        Variant("trim_particles", "predict: trim particles (Kiwi)", predict=replace(base_predict, trim_particles=True)),
-        Variant("logit_sum", "predict: score mode logit_sum", predict=replace(base_predict, score_mode="logit_sum")),
-        Variant("no_retrieval_score", "predict: reader score only (no BM25 softmax)", predict=replace(base_predict, use_retrieval_score=False)),
-        Variant("top20", "predict: read the top-20 passages, not 5", predict=replace(base_predict, top_k_passages=20)),
+        Variant("trim_particles", "predict: trim particles (Kiwi)", predict=base_predict.replace(trim_particles=True)),
+        Variant("logit_sum", "predict: score mode logit_sum", predict=base_predict.replace(score_mode="logit_sum")),
+        Variant("no_retrieval_score", "predict: reader score only (no BM25 softmax)", predict=base_predict.replace(use_retrieval_score=False)),
+        Variant("top20", "predict: read the top-20 passages, not 5", predict=base_predict.replace(top_k_passages=20)),
+        Variant("null_score", "predict: spans ranked against their passage's no-answer (CLS) score", predict=base_predict.replace(null_score="subtract")),
         Variant("curriculum", "margin curriculum, easy->hard, no shuffle", curriculum=True),
-        Variant("ensemble2", "prob_product ensemble of baseline + seed 43", ensemble_seed=43),
+        Variant("ensemble2", "log_prob_sum ensemble of baseline + seed 43", ensemble_seed=43),
     ]  # fmt: skip
 
 
@@ -97,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=600, help="training steps of every reader")
     parser.add_argument("--top-k", type=int, default=5, help="retrieved passages read per eval question")
     parser.add_argument("--eval-limit", type=int, help="score only the first N eval questions")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--num-threads", type=int, default=2, help="torch threads (default: 2)")
+    add_deprecated_flag(parser, "--threads", "num_threads", "--num-threads", type=int)
     parser.add_argument("--bootstrap", type=int, default=2000)
     parser.add_argument("--only", nargs="*", help="run only these variants")
     parser.add_argument("--no-readme", action="store_true", help="do not update bench/README.md")
@@ -125,15 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     write_qa(eval_path, eval_examples)
     retrieved = retrieve(index, eval_path, out / "retrieved.jsonl", top_k=max(args.top_k, 20))
 
-    base_train = ReaderTrainConfig(max_length=256, doc_stride=64, max_steps=args.steps, epochs=100.0, threads=args.threads, seed=42)  # fmt: skip
+    base_train = ReaderTrainConfig(max_length=256, doc_stride=64, max_steps=args.steps, epochs=100.0, num_threads=args.num_threads, seed=42)  # fmt: skip
     # Trimming is on by default in odqa; the baseline leaves it off so its row measures it.
     base_predict = PredictConfig(
-        n_best=20, top_k_passages=args.top_k, trim_particles=False, threads=args.threads
+        n_best=20, top_k_passages=args.top_k, trim_particles=False, num_threads=args.num_threads
     )
 
     def run_reader(name: str, config: ReaderTrainConfig, train_path: Path) -> Path:
         model_dir = out / "models" / name
-        if not (model_dir / "odqa_reader.json").is_file():
+        if not (model_dir / READER_CONFIG_FILE).is_file():
             train_reader(config, train_path, model_dir, corpus_path=passages.passages_path)
         return model_dir
 
@@ -156,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         if variant.augment is not None:
             aug_config = variant.augment
             if variant.name == "qg_filtered":
-                aug_config = replace(aug_config, filter_reader=str(base_model))
+                aug_config = aug_config.replace(filter_reader=str(base_model))
             train_path = out / "train" / f"{variant.name}.jsonl"
             report = augment(
                 aug_config,
@@ -169,22 +173,22 @@ def main(argv: list[str] | None = None) -> int:
         if variant.curriculum:
             train_path = out / "train" / "curriculum.jsonl"
             curriculum(
-                CurriculumConfig(scorer="margin", reader_dirs=[str(base_model)]), split.train_path, train_path
+                CurriculumConfig(scorer="margin", readers=[str(base_model)]), split.train_path, train_path
             )
         if variant.augment is not None or variant.curriculum or variant.train is not None:
             config = variant.train or base_train
             if variant.curriculum:
-                config = replace(config, shuffle=False)
+                config = config.replace(shuffle=False)
             model_dir = run_reader(variant.name, config, train_path)
         if variant.ensemble_seed is not None:
             second = run_reader(
                 f"seed{variant.ensemble_seed}",
-                replace(base_train, seed=variant.ensemble_seed),
+                base_train.replace(seed=variant.ensemble_seed),
                 split.train_path,
             )
             run_predict(f"seed{variant.ensemble_seed}", second, base_predict)
             ens_dir = ensemble(
-                EnsembleConfig(method="prob_product"),
+                EnsembleConfig(method="log_prob_sum"),
                 [
                     out / "predictions" / "baseline" / "nbest.json",
                     out / "predictions" / f"seed{variant.ensemble_seed}" / "nbest.json",
@@ -258,7 +262,7 @@ def verdict(row: dict) -> str:
 def render_table(rows: list[dict], n_questions: int, args, command: str) -> str:
     lines = [
         f"KorQuAD 1.0 dev, article-level split (eval_fraction 0.2, seed 42), {n_questions} eval questions; "
-        f"reader hidden 128 / 2 layers / max_length 256 from scratch, {args.steps} steps, threads {args.threads}; "
+        f"reader hidden 128 / 2 layers / max_length 256 from scratch, {args.steps} steps, threads {args.num_threads}; "
         f"BM25 (kiwi+bigram) top-{args.top_k}. Deltas vs baseline with paired bootstrap 95% CI "
         f"({args.bootstrap} resamples over questions).",
         "",

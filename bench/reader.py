@@ -1,5 +1,6 @@
 """Reader benchmark on KorQuAD 1.0 dev: train tokens/s, inference questions/s, and EM/F1 with the gold
-passage given versus BM25-retrieved passages (both score modes), on held-out articles.
+passage given versus BM25-retrieved passages (both score modes, each with the reader's null score
+ignored and subtracted), on held-out articles.
 
 Prints a markdown table and the command that reproduces it.
 """
@@ -12,10 +13,7 @@ import logging
 import shlex
 import sys
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
-
-import torch
 
 from odqa.data.korquad import KorquadSplitConfig, prepare_korquad
 from odqa.evaluation import EvaluateConfig, evaluate
@@ -40,12 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-layers", type=int, default=defaults.num_layers)
     parser.add_argument("--vocab-size", type=int, default=defaults.vocab_size)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--num-threads", type=int, default=2)
     parser.add_argument("--top-k", type=int, default=5, help="retrieved passages read per question")
     parser.add_argument("--analyzer", default="bigram", help="BM25 analyzer for the retrieved rows")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(args.threads)
 
     work = args.out_dir or Path(tempfile.mkdtemp(prefix="odqa-bench-reader-"))
     split = prepare_korquad(KorquadSplitConfig(), korquad_dev_path(), work / "split")
@@ -58,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         num_layers=args.num_layers,
         vocab_size=args.vocab_size,
         learning_rate=args.learning_rate,
-        threads=args.threads,
+        num_threads=args.num_threads,
     )
     model_dir = train_reader(config, split.train_path, work / "model", corpus_path=passages.passages_path)
     training = read_json(model_dir / READER_CONFIG_FILE)["training"]
@@ -67,39 +64,43 @@ def main(argv: list[str] | None = None) -> int:
     retrieved = retrieve(index_dir, split.eval_path, work / "retrieved.jsonl", top_k=args.top_k)
 
     rows = []
+    bm25 = f"BM25 {args.analyzer} top-{args.top_k}"
     runs = [
-        ("gold passage", "prob_product", None),
-        (f"BM25 {args.analyzer} top-{args.top_k}", "prob_product", retrieved),
-        (f"BM25 {args.analyzer} top-{args.top_k}", "logit_sum", retrieved),
+        ("gold passage", "prob_product", "ignore", None),
+        *(
+            (bm25, mode, null, retrieved)
+            for mode in ("prob_product", "logit_sum")
+            for null in ("ignore", "subtract")
+        ),
     ]
-    for source, mode, retrieved_path in runs:
+    for source, mode, null, retrieved_path in runs:
         out = work / f"pred-{len(rows)}"
-        pconf = PredictConfig(score_mode=mode, threads=args.threads)
+        pconf = PredictConfig(score_mode=mode, null_score=null, num_threads=args.num_threads)
         if retrieved_path is None:
             result = predict_gold(pconf, model_dir, split.eval_path, out)
         else:
             result = predict(pconf, model_dir, retrieved_path, out)
         metrics = evaluate(EvaluateConfig(), split.eval_path, result.predictions_path, out / "metrics.json")
-        rows.append((source, mode, result.questions_per_second, metrics["exact_match"], metrics["f1"]))
+        rows.append((source, mode, null, result.questions_per_second, metrics["exact_match"], metrics["f1"]))
 
     size = f"h{config.hidden_size}/L{config.num_layers}, len {config.max_length}, vocab {config.vocab_size}"
     print(
         f"\nReader {size}: {training['steps']} steps ({training['epochs']:.2f} epochs) in {training['seconds']:.0f}s, "
-        f"{training['tokens_per_second']:,.0f} train tokens/s on {training['threads']} threads, "
+        f"{training['tokens_per_second']:,.0f} train tokens/s on {training['num_threads']} threads, "
         f"loss {training['first_loss']:.2f} -> {training['final_loss']:.2f}; "
         f"{training['examples']} training questions, {training['features']} windows\n"
     )
-    print("| passages | score mode | questions/s | EM | F1 |")
-    print("|---|---|---|---|---|")
-    for source, mode, qps, em, f1 in rows:
-        print(f"| {source} | {mode} | {qps:,.1f} | {em:.1f} | {f1:.1f} |")
+    print("| passages | score mode | null score | questions/s | EM | F1 |")
+    print("|---|---|---|---|---|---|")
+    for source, mode, null, qps, em, f1 in rows:
+        print(f"| {source} | {mode} | {null} | {qps:,.1f} | {em:.1f} | {f1:.1f} |")
     print(
         "\nReproduce: .venv/bin/python bench/reader.py "
         + shlex.join(argv if argv is not None else sys.argv[1:])
     )
     (work / "bench_reader.json").write_text(
         json.dumps(
-            {"config": asdict(config), "training": training, "rows": rows}, ensure_ascii=False, indent=2
+            {"config": config.model_dump(), "training": training, "rows": rows}, ensure_ascii=False, indent=2
         )
     )
     return 0

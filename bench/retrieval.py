@@ -39,7 +39,8 @@ def korquad_open_domain(work: Path) -> tuple[Path, list]:
     documents = load_documents(split.documents_path)
     passages_path = work / "passages.jsonl"
     write_jsonl(
-        passages_path, (Passage(f"{d.doc_id}-0", d.doc_id, d.title, d.text).to_dict() for d in documents)
+        passages_path,
+        (Passage(f"{d.document_id}-0", d.document_id, d.title, d.text).to_dict() for d in documents),
     )
     questions = load_qa(split.train_path).examples + load_qa(split.eval_path).examples
     return passages_path, questions

@@ -8,7 +8,7 @@ articles minus 10% held out as a fusion dev set (the fusion weight is tuned ther
 questions; every retriever is scored on the eval questions. Each build + search runs in its own
 process, so peak RSS is that retriever's own.
 
-    .venv/bin/python bench/retrievers.py [--out-dir DIR] [--dense-epochs 3] [--threads 1]
+    .venv/bin/python bench/retrievers.py [--out-dir DIR] [--dense-epochs 3] [--num-threads 1]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from odqa.cli.options import add_deprecated_flag
 from odqa.data import load_qa, write_qa
 from odqa.data.klue import DistractorConfig, write_corpus_with_distractors
 from odqa.data.korquad import KorquadSplitConfig, prepare_korquad
@@ -42,12 +43,12 @@ DEPTH = 100
 
 
 def run_retriever(
-    kind: str, options: dict, passages: str, index_dir: str, qa: str, out: str, threads: int
+    kind: str, options: dict, passages: str, index_dir: str, qa: str, out: str, num_threads: int
 ) -> dict:
     """Child process: build (unless index_dir exists), load, search every eval question; timings + peak RSS."""
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(num_threads)
     started = time.perf_counter()
     if kind != "prebuilt":
         build_index(kind, options, passages, index_dir)
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out-dir", default="bench_out/retrievers")
     parser.add_argument("--dense-epochs", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads in each child")
+    parser.add_argument("--num-threads", type=int, default=1, help="torch threads in each child (default: 1)")
+    add_deprecated_flag(parser, "--threads", "num_threads", "--num-threads", type=int)
     parser.add_argument(
         "--dense-options",
         default="{}",
@@ -144,13 +146,13 @@ def main(argv: list[str] | None = None) -> int:
             dense_options = {
                 "train_qa": str(dense_train),
                 "epochs": args.dense_epochs,
-                "num_threads": args.threads,
+                "num_threads": args.num_threads,
                 **json.loads(args.dense_options),
             }
         else:  # the same trained encoders, re-encoding the larger corpus
             dense_options = {
                 "init_from": str(out / "korquad" / "indexes" / "dense"),
-                "num_threads": args.threads,
+                "num_threads": args.num_threads,
             }
         runs["dense"] = ("dense", dense_options, str(idx / "dense"))
         if es_reachable():
@@ -163,7 +165,13 @@ def main(argv: list[str] | None = None) -> int:
         for name, (kind, options, index_dir) in runs.items():
             log.info("== %s / %s", corpus, name)
             results[name] = in_child(
-                kind, options, passages, index_dir, eval_qa, str(out / corpus / f"{name}.jsonl"), args.threads
+                kind,
+                options,
+                passages,
+                index_dir,
+                eval_qa,
+                str(out / corpus / f"{name}.jsonl"),
+                args.num_threads,
             )
 
         subs = [str(idx / "bm25-kiwi+bigram"), str(idx / "dense")]
@@ -194,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(idx / f"hybrid-{i}"),
                 eval_qa,
                 str(out / corpus / f"hybrid-{i}.jsonl"),
-                args.threads,
+                args.num_threads,
             )
             results[name]["retrieved"] = str(out / corpus / f"hybrid-{i}.jsonl")
         curves = {}
@@ -226,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"\nfusion weight (minmax, tuned on {fusion_dev.name}): see */fusion_weight.png; plots in {out}")
     print(
-        f"reproduce: .venv/bin/python bench/retrievers.py --dense-epochs {args.dense_epochs} --threads {args.threads}"
+        f"reproduce: .venv/bin/python bench/retrievers.py --dense-epochs {args.dense_epochs} --num-threads {args.num_threads}"
         f" --dense-options '{args.dense_options}'"
     )
     return 0

@@ -74,6 +74,24 @@ def korquad_passages(tmp_path_factory, korquad_split):
     )
 
 
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """torch and FAISS on one thread for a module, the previous counts restored after it: the settings
+    are process-wide (DenseRetriever.build/load set them too), so one module must not leave them to
+    the modules after it. Use with `pytestmark = pytest.mark.usefixtures("torch_one_thread")`."""
+    import faiss
+    import torch
+
+    before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        faiss.omp_set_num_threads(before[1])
+
+
 @pytest.fixture
 def run_cli(monkeypatch, capsys):
     """Run `odqa ARGS...` in-process through odqa.cli.main with only the named command modules
@@ -94,7 +112,7 @@ def write_korquad_articles(root: Path, n_articles: int) -> tuple[Path, Path, lis
     """passages.jsonl (one passage per paragraph) and qa.jsonl (questions with gold document ids) for
     the first `n_articles` KorQuAD dev articles; small real corpora for retriever tests."""
     from odqa.data import load_qa, write_qa
-    from odqa.data.korquad import paragraph_doc_id
+    from odqa.data.korquad import paragraph_document_id
     from odqa.io import write_jsonl
     from odqa.schema import Passage
     from odqa.settings import korquad_dev_path
@@ -104,7 +122,7 @@ def write_korquad_articles(root: Path, n_articles: int) -> tuple[Path, Path, lis
     examples = [e for e in examples if e.title in titles]
     passages: dict = {}
     for e in examples:
-        e.document_id = paragraph_doc_id(e.context)
+        e.document_id = paragraph_document_id(e.context)
         passages.setdefault(e.document_id, Passage(f"{e.document_id}-0", e.document_id, e.title, e.context))
     write_jsonl(root / "passages.jsonl", (p.to_dict() for p in passages.values()))
     write_qa(root / "qa.jsonl", examples)

@@ -62,15 +62,15 @@ def test_curriculum_with_a_real_reader(korquad_split, tmp_path):
     train = tmp_path / "train.jsonl"
     write_qa(train, load_qa(korquad_split.train_path).examples[:48])
     reader = train_reader(
-        ReaderTrainConfig(max_steps=30, threads=1, max_length=192), train, tmp_path / "reader"
+        ReaderTrainConfig(max_steps=30, num_threads=1, max_length=192), train, tmp_path / "reader"
     )
     out = tmp_path / "curriculum.jsonl"
-    summary = curriculum(CurriculumConfig(reader_dirs=[str(reader)], hardest_weight=0.5), train, out)
+    summary = curriculum(CurriculumConfig(readers=[str(reader)], hardest_weight=0.5), train, out)
     ordered = load_qa(out).examples
     assert sorted(ex.id for ex in ordered) == sorted(ex.id for ex in load_qa(train).examples)
     weights = [ex.weight for ex in ordered]
     assert weights == sorted(weights, reverse=True) and weights[0] == 1.0 and weights[-1] == 0.5
     quartiles = summary["difficulty_quartiles"]
     assert quartiles == sorted(quartiles) and 0 < quartiles[0] <= quartiles[-1] < 2
-    agreement = curriculum(CurriculumConfig(scorer="agreement", reader_dirs=[str(reader)] * 2), train, out)
+    agreement = curriculum(CurriculumConfig(scorer="agreement", readers=[str(reader)] * 2), train, out)
     assert agreement["examples"] == 48

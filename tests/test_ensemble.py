@@ -55,22 +55,22 @@ def test_logit_sum_adds_raw_logits():
     assert winner([a, b], "logit_sum", weights=[1, 3]) == "부산"
 
 
-def test_prob_product_punishes_answers_a_member_finds_unlikely():
+def test_log_prob_sum_punishes_answers_a_member_finds_unlikely():
     a = [cand("서울", 10), cand("부산", 9.5)]
     b = [cand("부산", 10), cand("서울", 0)]
-    assert winner([a, b], "prob_product") == "부산"
+    assert winner([a, b], "log_prob_sum") == "부산"
     # an answer missing from a member's list gets the floor probability
     c = [cand("대구", 10)]
-    assert winner([a, c], "prob_product") == "대구"  # certain in c vs 0.62 in a, both floored once
-    assert winner([a, c], "prob_product", weights=[4, 1]) == "서울"
+    assert winner([a, c], "log_prob_sum") == "대구"  # certain in c vs 0.62 in a, both floored once
+    assert winner([a, c], "log_prob_sum", weights=[4, 1]) == "서울"
 
 
 def test_same_answer_text_is_merged_before_voting():
     # two passages propose 서울: summed probability beats the single best-scored 부산
     member = [cand("부산", 5), cand("서울", 4.9), cand("서울 ", 4.9)]
-    assert winner([member], "prob_product") == "서울"
+    assert winner([member], "log_prob_sum") == "서울"
     assert winner([member], "logit_sum") == "부산"
-    _, nbest = combine([{"q": member}], EnsembleConfig(method="prob_product"))
+    _, nbest = combine([{"q": member}], EnsembleConfig(method="log_prob_sum"))
     assert [e["text"].strip() for e in nbest["q"]] == ["서울", "부산"]
 
 
@@ -80,7 +80,7 @@ def test_ensemble_files_roundtrip_and_missing_questions(tmp_path):
     for name, data in (("a.json", a), ("b.json", b)):
         (tmp_path / name).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     out = ensemble(
-        EnsembleConfig(method="prob_product", n_best=5),
+        EnsembleConfig(method="log_prob_sum", n_best=5),
         [tmp_path / "a.json", tmp_path / "b.json"],
         tmp_path / "out",
     )
@@ -100,7 +100,7 @@ def test_bad_members_are_rejected(tmp_path):
         ensemble(EnsembleConfig(), [bad], tmp_path / "out")
     with pytest.raises(InputError, match="weights"):
         combine([{"q": []}, {"q": []}], EnsembleConfig(weights=[1.0]))
-    with pytest.raises(InputError, match="unknown ensemble method"):
+    with pytest.raises(InputError, match="method: must be one of .*got 'average'"):
         EnsembleConfig(method="average")
     assert not (tmp_path / "out").exists()
 
@@ -117,3 +117,18 @@ def test_ensemble_cli(tmp_path, run_cli):
     assert json.loads((tmp_path / "o" / "predictions.json").read_text(encoding="utf-8")) == {"q": "부산"}
     rc, _, err = run_cli(["ensemble", "--nbest", *members, "--out", tmp_path / "o", "--weights", "1"], modules=("augment",))  # fmt: skip
     assert rc == 2 and "weights" in err
+
+
+def test_old_method_name_prob_product_is_log_prob_sum_with_a_warning(tmp_path, run_cli, capsys):
+    """The ensemble's method was called prob_product, the reader's different start x end score."""
+    a = [cand("서울", 10), cand("부산", 9.5)]
+    b = [cand("부산", 10), cand("서울", 0)]
+    assert EnsembleConfig(method="prob_product").method == "log_prob_sum"
+    assert "odqa: method=prob_product is deprecated, use method=log_prob_sum" in capsys.readouterr().err
+    assert winner([a, b], "prob_product") == winner([a, b], "log_prob_sum") == "부산"
+    for name, data in (("a.json", {"q": a}), ("b.json", {"q": b})):
+        (tmp_path / name).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    members = [tmp_path / "a.json", tmp_path / "b.json"]
+    rc, _, err = run_cli(["ensemble", "--nbest", *members, "--out", tmp_path / "o", "--method", "prob_product"], modules=("augment",))  # fmt: skip
+    assert rc == 0 and err.count("deprecated") == 1
+    assert json.loads((tmp_path / "o" / "ensemble.json").read_text())["config"]["method"] == "log_prob_sum"

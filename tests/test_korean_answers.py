@@ -56,6 +56,17 @@ def test_batch_keeps_order_and_length():
     assert trim_particles([]) == []
 
 
+def test_trimming_changes_particle_cases_and_is_idempotent():
+    """Trimming once removes the whole tail (서울에서는 -> 서울, not 서울에서) and a second pass finds
+    nothing more to cut (1443년 keeps 년); a no-op trim fails the first check, a one-particle-at-a-time
+    or over-eager trim the second."""
+    particle_cases = [t for t, e in CASES if t != e]
+    assert len(particle_cases) >= 15  # the check below runs the trimming path, not only fixed points
+    once = trim_particles(particle_cases)
+    assert all(o != t for o, t in zip(once, particle_cases, strict=True))
+    assert trim_particles(once) == once
+
+
 def test_margin_zero_trusts_kiwi_best_reading():
     assert trim_particles(["쇼와"], min_margin=0.0) == ["쇼"]
     assert trim_particles(["쇼와"], min_margin=3.0) == ["쇼와"]

@@ -77,13 +77,13 @@ def test_tiny_documents_stage(tiny_passages, tiny_documents, tiny_qa):
     assert report["dropped_empty"] == 1 and report["dropped_exact_duplicates"] == 1
     assert report["documents_kept"] == 5 and report["passages"] == 5
     assert [p.passage_id for p in passages] == ["0-0", "1-0", "2-0", "3-0", "7-0"]
-    hallasan = next(p for p in passages if p.doc_id == "3")
+    hallasan = next(p for p in passages if p.document_id == "3")
     assert hallasan.title == "한라산" and "'''" not in hallasan.text and "<ref>" not in hallasan.text
     assert not any(p.text.startswith(p.title + "\n") for p in passages)  # no title prefix in text
     # every gold answer survives cleaning and sits inside a passage of its (aliased) document
     for ex in load_qa(tiny_qa).examples:
         gold = aliases.get(ex.document_id, ex.document_id)
-        assert any(ex.answers["text"][0] in p.text for p in passages if p.doc_id == gold)
+        assert any(ex.answers["text"][0] in p.text for p in passages if p.document_id == gold)
     assert (
         json.loads((tiny_passages.passages_path.parent / "preprocess_report.json").read_text())["passages"]
         == 5
@@ -92,12 +92,12 @@ def test_tiny_documents_stage(tiny_passages, tiny_documents, tiny_qa):
 
 def test_offsets_map_back_after_splitting(tiny_documents, tmp_path):
     result = preprocess(PreprocessConfig(max_chars=80, overlap_chars=20), tiny_documents, tmp_path / "p")
-    documents = {d.doc_id: clean_text(d.text) for d in load_documents(tiny_documents)}
+    documents = {d.document_id: clean_text(d.text) for d in load_documents(tiny_documents)}
     passages = [Passage.from_dict(p) for p in read_jsonl(result.passages_path)]
     by_doc: dict[str, list[Passage]] = {}
     for p in passages:
-        assert documents[p.doc_id][p.start_char : p.start_char + len(p.text)] == p.text
-        by_doc.setdefault(p.doc_id, []).append(p)
+        assert documents[p.document_id][p.start_char : p.start_char + len(p.text)] == p.text
+        by_doc.setdefault(p.document_id, []).append(p)
     python = by_doc["7"]
     assert len(python) >= 5 and [p.passage_id for p in python] == [f"7-{i}" for i in range(len(python))]
     _check_spans(documents["7"], [(p.start_char, p.start_char + len(p.text)) for p in python], 80)
@@ -107,7 +107,7 @@ def test_exact_only_and_no_clean(tiny_documents, tmp_path):
     config = PreprocessConfig(near_duplicate_threshold=None, clean=False)
     result = preprocess(config, tiny_documents, tmp_path / "p")
     assert read_json(result.doc_aliases_path) == {"4": "1"}
-    raw = next(p for p in read_jsonl(result.passages_path) if p["doc_id"] == "3")
+    raw = next(p for p in read_jsonl(result.passages_path) if p["document_id"] == "3")
     assert raw["text"].startswith("'''한라산'''")
 
 
@@ -150,7 +150,7 @@ def test_real_korquad_answers_survive(korquad_passages, korquad_split):
     assert all(v not in aliases for v in aliases.values())  # aliases point at kept documents
     texts: dict[str, list[str]] = {}
     for p in passages:
-        texts.setdefault(p["doc_id"], []).append(p["text"])
+        texts.setdefault(p["document_id"], []).append(p["text"])
     for path in (korquad_split.train_path, korquad_split.eval_path):
         for ex in load_qa(path).examples:
             gold = aliases.get(ex.document_id, ex.document_id)

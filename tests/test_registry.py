@@ -117,31 +117,123 @@ def test_partial_evaluation_does_not_become_first_champion(store, tmp_path):
         _champion(store)
 
 
-def _promote_in_process(uri: str, version: str, em: float, go_file: str) -> None:
-    while not Path(go_file).exists():
-        time.sleep(0.01)
-    registry.promote(uri, RegisterConfig(), version, _evaluation(em))
+class _ReadRendezvousClient:
+    """An MlflowClient whose champion read waits for every competitor to have read it too: the
+    interleaving the registry lock exists to forbid (all read the old champion, then all write)."""
+
+    def __init__(self, inner, rendezvous):
+        self._inner, self._rendezvous = inner, rendezvous
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def get_model_version_by_alias(self, name, alias):
+        try:
+            return self._inner.get_model_version_by_alias(name, alias)
+        finally:
+            if alias == registry.CHAMPION:
+                self._rendezvous.wait(timeout=120)
 
 
-def test_concurrent_promotions_leave_exactly_one_champion_the_best(store, tmp_path):
-    versions = [_new_version(store, tmp_path) for _ in range(3)]
-    registry.promote(store, RegisterConfig(), versions[0], _evaluation(10.0))
-    go = tmp_path / "go"
-    ctx = multiprocessing.get_context("spawn")
+def _compete(uri, version, em, start, requested, n_requested, results, with_lock, read_rendezvous):
+    """One competitor (a spawned process): wait at `start` with the others, then promote through an
+    observed registry lock that records when it was requested, acquired and released. The first
+    holder waits until every competitor has requested the lock, so contention always happens."""
+    import contextlib
+    import traceback
+
+    real_lock = registry.registry_lock
+    times: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def observed_lock(tracking_uri):
+        times["requested"] = time.monotonic()
+        with requested:
+            n_requested.value += 1
+            requested.notify_all()
+        with real_lock(tracking_uri) if with_lock else contextlib.nullcontext():
+            times["acquired"] = time.monotonic()
+            with requested:  # the others are now blocked on the lock (or, without it, inside too)
+                assert requested.wait_for(lambda: n_requested.value == start.parties, timeout=120)
+            yield
+            times["released"] = time.monotonic()
+
+    try:
+        registry.registry_lock = observed_lock
+        if read_rendezvous is not None:
+            inner_client = tracking.client
+            tracking.client = lambda u: _ReadRendezvousClient(inner_client(u), read_rendezvous)
+        start.wait(timeout=120)
+        decision = registry.promote(uri, RegisterConfig(), version, _evaluation(em))
+        results.put({"decision": decision.to_dict(), **times})
+    except BaseException:
+        results.put({"version": version, "error": traceback.format_exc()})
+        raise
+
+
+def _run_competitors(uri: str, competitors: list[tuple[str, float]], with_lock: bool, read_rendezvous: bool):
+    """Promote each (version, em) in its own process, all released at once; their reports by version."""
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process holding SQLite/MLflow state
+    n = len(competitors)
+    start, requested, n_requested = ctx.Barrier(n), ctx.Condition(), ctx.Value("i", 0)
+    rendezvous = ctx.Barrier(n) if read_rendezvous else None
+    results = ctx.Queue()
     procs = [
-        ctx.Process(target=_promote_in_process, args=(store, versions[1], 30.0, str(go))),
-        ctx.Process(target=_promote_in_process, args=(store, versions[2], 20.0, str(go))),
+        ctx.Process(
+            target=_compete,
+            args=(uri, version, em, start, requested, n_requested, results, with_lock, rendezvous),
+        )
+        for version, em in competitors
     ]
     for p in procs:
         p.start()
-    time.sleep(1.0)
-    go.touch()
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    c = tracking.client(store)
-    holders = [v for v in versions if registry.CHAMPION in c.get_model_version("odqa", v).aliases]
-    assert holders == [versions[1]]
+    try:
+        reports = [results.get(timeout=180) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+    finally:
+        for p in procs:
+            if p.is_alive():  # a competitor stuck at a barrier: end it, the test fails above
+                p.kill()
+    errors = [r["error"] for r in reports if "error" in r]
+    assert not errors, errors[0]
+    assert [p.exitcode for p in procs] == [0] * n
+    return {r["decision"]["version"]: r for r in reports}
+
+
+def _holders(uri: str, versions: list[str]) -> list[str]:
+    c = tracking.client(uri)
+    return [v for v in versions if registry.CHAMPION in c.get_model_version("odqa", v).aliases]
+
+
+@pytest.mark.integration
+def test_concurrent_promotions_contend_for_the_lock_and_leave_the_best_champion(store, tmp_path):
+    """Two promotions start together and both ask for the lock while one holds it; the lock makes the
+    second read the first one's result, so the best of them ends as the only champion."""
+    versions = [_new_version(store, tmp_path) for _ in range(3)]
+    registry.promote(store, RegisterConfig(), versions[0], _evaluation(10.0))
+    reports = _run_competitors(store, [(versions[1], 30.0), (versions[2], 20.0)], True, False)
+
+    first, second = sorted(reports.values(), key=lambda r: r["acquired"])
+    assert second["requested"] < first["released"]  # contention: it asked while the other held the lock
+    assert second["acquired"] >= first["released"]  # and got it only after
+    expected_seen = first["decision"]["version"] if first["decision"]["promoted"] else versions[0]
+    assert second["decision"]["champion_version"] == expected_seen  # it read the first one's write
+    assert _holders(store, versions) == [versions[1]]
+
+
+@pytest.mark.integration
+def test_without_the_lock_both_promote_over_the_same_champion(store, tmp_path):
+    """The race the lock prevents, forced: with a no-op lock and both competitors past the champion
+    read before either writes, both promote over v1, so whichever writes last (maybe the worse one)
+    ends champion. The test above would catch a lock that stopped serialising."""
+    versions = [_new_version(store, tmp_path) for _ in range(3)]
+    registry.promote(store, RegisterConfig(), versions[0], _evaluation(10.0))
+    reports = _run_competitors(store, [(versions[1], 30.0), (versions[2], 20.0)], False, True)
+
+    decisions = [r["decision"] for r in reports.values()]
+    assert all(d["promoted"] and d["champion_version"] == versions[0] for d in decisions)
+    assert len(_holders(store, versions)) == 1  # the alias itself stays single-valued
 
 
 def test_stage_runs_nest_under_parent_and_failure_marks_parent(store, tmp_path):

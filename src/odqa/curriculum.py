@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from typing import Literal, get_args
 
+from pydantic import Field
+
+from odqa.config import StageConfig
 from odqa.data import load_qa, write_qa
 from odqa.errors import InputError
 from odqa.evaluation import question_scores
@@ -20,24 +23,29 @@ from odqa.schema import QAExample
 
 logger = logging.getLogger(__name__)
 
-SCORERS = ("margin", "agreement")
+Scorer = Literal["margin", "agreement"]
+SCORERS = get_args(Scorer)
 
 
-@dataclass
-class CurriculumConfig:
-    # "margin": one reader's best-minus-second n-best score (wrong top-1 answers count as hardest);
-    # "agreement": how many of several readers get the answer (mean F1)
-    scorer: str = "margin"
-    reader_dirs: list[str] = field(default_factory=list)
-    order: bool = True  # write easy -> hard
-    # Hardest example's weight; weights fall linearly with difficulty rank from 1.0. None: weights untouched.
-    hardest_weight: float | None = None
+class CurriculumConfig(StageConfig):
+    renamed_keys = {"reader_dirs": "readers"}
 
-    def __post_init__(self) -> None:
-        if self.scorer not in SCORERS:
-            raise InputError(f"unknown curriculum scorer {self.scorer!r}; known: {SCORERS}")
-        if self.hardest_weight is not None and not 0.0 <= self.hardest_weight <= 1.0:
-            raise InputError("hardest_weight must be between 0 and 1")
+    scorer: Scorer = Field(
+        "margin",
+        description="margin: one reader's best-minus-second n-best score (wrong top-1 answers count as "
+        "hardest); agreement: mean F1 of several readers",
+    )
+    readers: list[str] = Field(
+        default_factory=list, description="trained reader folder(s) that score difficulty"
+    )
+    order: bool = Field(True, description="write the examples easy -> hard")
+    hardest_weight: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="loss weight of the hardest example; weights fall linearly with difficulty rank from "
+        "1.0 (none: weights untouched)",
+    )
 
 
 def margin_difficulty(margin: float, correct: bool) -> float:
@@ -78,14 +86,14 @@ def reader_difficulty(examples: list[QAExample], config: CurriculumConfig) -> li
     """Difficulty per example from the configured readers reading each example's own context."""
     from odqa.reader.predict import PredictConfig, Reader, results_from_gold
 
-    if not config.reader_dirs:
-        raise InputError("curriculum needs at least one reader_dirs entry")
-    if config.scorer == "margin" and len(config.reader_dirs) != 1:
+    if not config.readers:
+        raise InputError("curriculum needs at least one reader folder (readers)")
+    if config.scorer == "margin" and len(config.readers) != 1:
         raise InputError("the margin scorer uses exactly one reader")
     results = results_from_gold(examples)
     per_reader = []
-    for model_dir in config.reader_dirs:
-        predictions, nbest = Reader.load(model_dir).predict(results, PredictConfig(n_best=5))
+    for reader_dir in config.readers:
+        predictions, nbest = Reader.load(reader_dir).predict(results, PredictConfig(n_best=5))
         per_reader.append((predictions, nbest))
     difficulty = []
     for ex in examples:
@@ -111,7 +119,7 @@ def curriculum(config: CurriculumConfig, qa_path: str | os.PathLike, out_path: s
     write_qa(out_path, ordered)
     sorted_difficulty = sorted(difficulty)
     summary = {
-        "config": asdict(config),
+        "config": config.to_dict(),
         "examples": len(examples),
         "difficulty_quartiles": [
             sorted_difficulty[int(q * (len(examples) - 1))] for q in (0.0, 0.25, 0.5, 0.75, 1.0)

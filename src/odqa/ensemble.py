@@ -3,6 +3,11 @@
 Candidates are merged by normalised answer text, because two readers (or two passages) that propose
 "세종대왕" with different offsets are voting for the same answer. Soft methods score every merged
 candidate from each member's list; `hard_vote` counts each member's top-1 answer.
+
+`log_prob_sum` scores an answer by sum_i w_i * log p_i(answer), p_i a softmax over member i's n-best
+logits (a weighted product of the members' probabilities, in logs). It used to be called
+`prob_product`, which is also the name of the reader's different start x end probability score; the
+old spelling is accepted until 0.2, with a warning.
 """
 
 from __future__ import annotations
@@ -10,36 +15,42 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
+from pydantic import Field
+
+from odqa.config import StageConfig
 from odqa.errors import InputError
 from odqa.evaluation import normalize_answer
 from odqa.io import read_json, write_json
-from odqa.schema import NBEST_FILE, PREDICTIONS_FILE
+from odqa.schema import ENSEMBLE_REPORT_FILE, NBEST_FILE, PREDICTIONS_FILE
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("prob_product", "logit_sum", "rank_average", "hard_vote")
-ENSEMBLE_REPORT_FILE = "ensemble.json"
+Method = Literal["log_prob_sum", "logit_sum", "rank_average", "hard_vote"]
+METHODS = get_args(Method)
 
 
-@dataclass
-class EnsembleConfig:
-    method: str = "prob_product"
-    # One weight per member (same order as the nbest paths); None = equal weights.
-    weights: list[float] | None = None
-    n_best: int = 20
-    # Probability a member gives an answer missing from its n-best list (prob_product only).
-    floor_prob: float = 1e-4
+class EnsembleConfig(StageConfig):
+    renamed_values = {"method": {"prob_product": "log_prob_sum"}}
 
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise InputError(f"unknown ensemble method {self.method!r}; known: {', '.join(METHODS)}")
-        if self.n_best < 1:
-            raise InputError("n_best must be at least 1")
-        if not 0 < self.floor_prob < 1:
-            raise InputError("floor_prob must be in (0, 1)")
+    method: Method = Field(
+        "log_prob_sum",
+        description="log_prob_sum: weighted sum of the members' log-probabilities; logit_sum: weighted sum "
+        "of start+end logits; rank_average: weighted mean rank; hard_vote: weighted top-1 votes",
+    )
+    weights: list[float] | None = Field(
+        None, description="one positive weight per member, in the order of the n-best files (none: equal)"
+    )
+    n_best: int = Field(20, ge=1, description="candidates read from each member and written per question")
+    floor_prob: float = Field(
+        1e-4,
+        gt=0,
+        lt=1,
+        description="probability a member gives an answer missing from its n-best list (log_prob_sum)",
+    )
 
 
 def answer_key() -> Callable[[str], str]:
@@ -88,7 +99,7 @@ def _scores(views: list[_MemberView], weights: list[float], config: EnsembleConf
     keys = list(dict.fromkeys(k for v in views for k in v.entry))
     scores: dict[str, float] = {}
     for k in keys:
-        if config.method == "prob_product":
+        if config.method == "log_prob_sum":
             # weighted sum of log-probabilities == log of the weighted product
             scores[k] = sum(
                 w * math.log(v.prob.get(k, config.floor_prob)) for v, w in zip(views, weights, strict=True)
@@ -171,7 +182,7 @@ def ensemble(config: EnsembleConfig, nbest_paths: list, out_dir) -> Path:
     agreement = _top1_agreement(nbests)
     write_json(
         out_dir / ENSEMBLE_REPORT_FILE,
-        {"config": asdict(config), "members": [str(p) for p in paths], "top1_agreement": agreement},
+        {"config": config.to_dict(), "members": [str(p) for p in paths], "top1_agreement": agreement},
     )
     logger.info(
         "ensembled %d members (%s) over %d questions; members agree on top-1 for %.1f%%",

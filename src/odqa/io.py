@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from odqa.errors import InputError
+from odqa.schema import PASSAGES_FILE, READER_CONFIG_FILE, RETRIEVER_CONFIG_FILE
 
 # Every odqa output folder carries this marker, so a later run knows it may replace the folder: an
 # output is replaced only when it is empty or an odqa output of the same kind.
 OUTPUT_MARKER = ".odqa-output.json"
 # Folders written before the marker existed are recognised by the file only that kind writes.
-_LEGACY_KIND_FILES = {"index": "retriever.json", "reader": "odqa_reader.json", "passages": "passages.jsonl"}
+_LEGACY_KIND_FILES = {"index": RETRIEVER_CONFIG_FILE, "reader": READER_CONFIG_FILE, "passages": PASSAGES_FILE}
 _TEMP_TAG = ".odqa-"  # in every temp/backup name: `.{name}.odqa-{pid}-{random}.tmp` / `.old`
 
 

@@ -14,12 +14,14 @@ import os
 import re
 import statistics
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasketch import MinHash, MinHashLSH
+from pydantic import Field, model_validator
 from tqdm import tqdm
 
+from odqa.config import StageConfig
 from odqa.data.documents import load_documents
 from odqa.data.output import check_replaceable
 from odqa.errors import InputError
@@ -29,25 +31,32 @@ from odqa.schema import DOC_ALIASES_FILE, PASSAGES_FILE, PREPROCESS_REPORT_FILE,
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class PreprocessConfig:
+class PreprocessConfig(StageConfig):
     # 1000 keeps 96% of KorQuAD paragraphs whole (median 458 chars, p95 944, max 2946).
-    max_chars: int = 1000
-    overlap_chars: int = 100
-    min_chars: int = 20  # documents shorter than this after cleaning are dropped
-    clean: bool = True
-    near_duplicate_threshold: float | None = 0.9  # MinHash Jaccard over char 5-grams; None: exact only
-    num_perm: int = 128
-    shingle_chars: int = 5
-    seed: int = 1
+    max_chars: int = Field(1000, ge=50, description="longest passage, in characters")
+    overlap_chars: int = Field(
+        100, ge=0, description="characters consecutive passages of a document share (< max_chars / 2)"
+    )
+    min_chars: int = Field(20, description="documents shorter than this after cleaning are dropped")
+    clean: bool = Field(True, description="remove wiki/HTML markup and normalise whitespace")
+    near_duplicate_threshold: float | None = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="MinHash Jaccard over character shingles above which documents are "
+        "near duplicates; none: exact duplicates only",
+    )
+    num_perm: int = Field(128, ge=1, description="MinHash permutations")
+    shingle_chars: int = Field(5, ge=1, description="characters per shingle for near-duplicate detection")
+    seed: int = Field(1, description="MinHash seed")
 
-    def __post_init__(self) -> None:
-        if self.max_chars < 50:
-            raise InputError("max_chars must be at least 50")
-        if not 0 <= self.overlap_chars < self.max_chars // 2:
-            raise InputError("overlap_chars must be >= 0 and less than half of max_chars")
-        if self.near_duplicate_threshold is not None and not 0 < self.near_duplicate_threshold <= 1:
-            raise InputError("near_duplicate_threshold must be in (0, 1] or None")
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> PreprocessConfig:
+        if self.overlap_chars >= self.max_chars // 2:
+            raise ValueError(
+                f"overlap_chars ({self.overlap_chars}) must be less than half of max_chars ({self.max_chars})"
+            )
+        return self
 
 
 @dataclass
@@ -162,7 +171,7 @@ def _shingles(text: str, k: int) -> set[bytes]:
 
 
 def find_duplicates(documents: list[Document], config: PreprocessConfig) -> tuple[dict[str, str], int]:
-    """({dropped doc_id: kept doc_id}, how many of them are exact copies); the first document of a
+    """({dropped document_id: kept document_id}, how many of them are exact copies); the first document of a
     group (input order) is kept, and aliases always point at a kept document."""
     aliases: dict[str, str] = {}
     exact = 0
@@ -174,10 +183,10 @@ def find_duplicates(documents: list[Document], config: PreprocessConfig) -> tupl
     for doc in tqdm(documents, desc="dedup", unit="doc", disable=len(documents) < 2000):
         digest = hashlib.sha1(" ".join(doc.text.split()).encode("utf-8")).hexdigest()
         if digest in by_hash:
-            aliases[doc.doc_id] = by_hash[digest]
+            aliases[doc.document_id] = by_hash[digest]
             exact += 1
             continue
-        by_hash[digest] = doc.doc_id
+        by_hash[digest] = doc.document_id
         if lsh is None:
             continue
         signature = MinHash(num_perm=config.num_perm, seed=config.seed)
@@ -188,10 +197,10 @@ def find_duplicates(documents: list[Document], config: PreprocessConfig) -> tupl
             if signature.jaccard(signatures[c]) >= config.near_duplicate_threshold
         ]
         if candidates:
-            aliases[doc.doc_id] = max(candidates, key=lambda c: signature.jaccard(signatures[c]))
+            aliases[doc.document_id] = max(candidates, key=lambda c: signature.jaccard(signatures[c]))
             continue
-        lsh.insert(doc.doc_id, signature)
-        signatures[doc.doc_id] = signature
+        lsh.insert(doc.document_id, signature)
+        signatures[doc.document_id] = signature
     return aliases, exact
 
 
@@ -214,22 +223,24 @@ def preprocess(
         if len(text) < config.min_chars:
             short += 1
             continue
-        cleaned.append(Document(doc.doc_id, title, text, doc.meta))
+        cleaned.append(Document(doc.document_id, title, text, doc.meta))
     if not cleaned:
         raise InputError("no document left after dropping empty and short ones", path=documents_path)
 
     aliases, exact_duplicates = find_duplicates(cleaned, config)
-    kept = [d for d in cleaned if d.doc_id not in aliases]
+    kept = [d for d in cleaned if d.document_id not in aliases]
     passages: list[Passage] = []
     for doc in kept:
         for n, (start, end) in enumerate(split_passages(doc.text, config.max_chars, config.overlap_chars)):
-            passages.append(Passage(f"{doc.doc_id}-{n}", doc.doc_id, doc.title, doc.text[start:end], start))
+            passages.append(
+                Passage(f"{doc.document_id}-{n}", doc.document_id, doc.title, doc.text[start:end], start)
+            )
 
     lengths = [len(p.text) for p in passages]
     doc_lengths = [len(d.text) for d in kept]
-    split_docs = len({p.doc_id for p in passages if not p.passage_id.endswith("-0")})
+    split_docs = len({p.document_id for p in passages if not p.passage_id.endswith("-0")})
     report = {
-        "config": asdict(config),
+        "config": config.to_dict(),
         "source": str(documents_path),
         "documents_in": len(documents),
         "dropped_empty": empty,

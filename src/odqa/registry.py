@@ -17,8 +17,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 from filelock import FileLock
+from pydantic import Field
 
 from odqa import tracking
+from odqa.config import StageConfig
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +37,15 @@ def file_fingerprint(path: str | os.PathLike) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-@dataclass
-class RegisterConfig:
-    model_name: str = "odqa"
-    # Metric from metrics.json that decides promotion, and by how much it must beat the champion.
-    metric: str = "exact_match"
-    margin: float = 0.0
-    # A champion measured on another eval set is not comparable. False: keep it (a person decides, e.g.
-    # by re-evaluating it); True: the new model takes champion.
-    promote_when_incomparable: bool = False
+class RegisterConfig(StageConfig):
+    model_name: str = Field("odqa", description="registered model name in MLflow")
+    metric: str = Field("exact_match", description="metric of metrics.json that decides promotion")
+    margin: float = Field(0.0, ge=0, description="how much the metric must beat the champion's by")
+    # A champion measured on another eval set is not comparable: keep it (a person decides, e.g. by
+    # re-evaluating it) or let the new model take champion.
+    promote_when_incomparable: bool = Field(
+        False, description="promote over a champion that was evaluated on another eval set"
+    )
 
 
 @dataclass

@@ -9,16 +9,34 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# File names inside stage output folders.
+# File names inside stage output folders: every stage file is named here, once.
+DOCUMENTS_FILE = "documents.jsonl"  # prepare-korquad: one document per line
+TRAIN_FILE = "train.jsonl"  # prepare-korquad: training questions
+EVAL_FILE = "eval.jsonl"  # prepare-korquad: evaluation questions
+SPLIT_REPORT_FILE = "split_report.json"  # prepare-korquad
 PASSAGES_FILE = "passages.jsonl"  # preprocess -> index: one Passage per line
-DOC_ALIASES_FILE = "doc_aliases.json"  # preprocess: {dropped duplicate doc_id: kept doc_id}
+DOC_ALIASES_FILE = "doc_aliases.json"  # preprocess: {dropped duplicate document_id: kept document_id}
 PREPROCESS_REPORT_FILE = "preprocess_report.json"
 QA_FILE = "qa.jsonl"  # normalised QA examples (flat competition format), one per line
-RETRIEVER_CONFIG_FILE = "retriever.json"  # inside an index folder: {"type": ..., ...settings}
+RETRIEVER_CONFIG_FILE = "retriever.json"  # inside an index folder: {"kind": ..., ...settings}
 RETRIEVED_FILE = "retrieved.jsonl"  # retrieve -> predict: one RetrievalResult per line
+RETRIEVAL_METRICS_FILE = "retrieval_metrics.json"  # eval-retrieval: recall@k and MRR
+RECALL_PLOT_FILE = "recall_at_k.png"  # eval-retrieval
+READER_CONFIG_FILE = "odqa_reader.json"  # inside a reader folder: windowing + training summary
 PREDICTIONS_FILE = "predictions.json"  # {question id: answer text}
 NBEST_FILE = "nbest.json"  # {question id: [NBestEntry, ...]}
-METRICS_FILE = "metrics.json"
+ENSEMBLE_REPORT_FILE = "ensemble.json"  # ensemble: config, members, top-1 agreement
+ANSWER_SCORES_PLOT_FILE = "answer_scores.png"  # predict / ensemble: histogram of top answer scores
+METRICS_FILE = "metrics.json"  # evaluate: EM/F1 of predictions
+TRAINING_LOSS_PLOT_FILE = "training_loss.png"  # inside a reader folder or a dense index
+FAISS_FILE = "passages.faiss"  # inside a dense index folder: the passage vectors
+SERVING_SETTINGS_FILE = "odqa_serving.json"  # bundled with the served model: top_k and stage configs
+RUN_SUMMARY_FILE = "summary.txt"  # runs/<timestamp>/ of a local pipeline run
+
+
+def _document_id(d: dict[str, Any]) -> str:
+    """`document_id`, or `doc_id` in files written before 0.2."""
+    return str(d["document_id"] if "document_id" in d else d["doc_id"])
 
 
 @dataclass
@@ -63,7 +81,7 @@ class QAExample:
 
 @dataclass
 class Document:
-    doc_id: str
+    document_id: str
     title: str
     text: str
     meta: dict[str, Any] = field(default_factory=dict)
@@ -75,7 +93,7 @@ class Passage:
     span found in the passage maps back to its document (the title prefix is not part of `text`)."""
 
     passage_id: str
-    doc_id: str
+    document_id: str
     title: str
     text: str
     start_char: int = 0
@@ -87,7 +105,7 @@ class Passage:
     def from_dict(cls, d: dict[str, Any]) -> Passage:
         return cls(
             passage_id=str(d["passage_id"]),
-            doc_id=str(d["doc_id"]),
+            document_id=_document_id(d),
             title=d.get("title", "") or "",
             text=d["text"],
             start_char=int(d.get("start_char", 0)),
@@ -99,7 +117,7 @@ class Hit:
     """One retrieved passage with its retriever score (higher is better)."""
 
     passage_id: str
-    doc_id: str
+    document_id: str
     title: str
     text: str
     score: float
@@ -110,7 +128,7 @@ class Hit:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Hit:
         return cls(
-            str(d["passage_id"]), str(d["doc_id"]), d.get("title", "") or "", d["text"], float(d["score"])
+            str(d["passage_id"]), _document_id(d), d.get("title", "") or "", d["text"], float(d["score"])
         )
 
 

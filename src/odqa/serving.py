@@ -8,10 +8,15 @@ Output: one record per question: answer, score, and the passages read with their
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
+
+if TYPE_CHECKING:
+    from odqa.ensemble import EnsembleConfig
+    from odqa.reader.config import PredictConfig
 
 logger = logging.getLogger(__name__)
 
@@ -21,20 +26,50 @@ SETTINGS_ARTIFACT = "settings"
 MODEL_NAME_IN_RUN = "odqa_model"
 
 
+@dataclass
+class ServingSettings:
+    """What the served model needs besides its artifacts: how many passages to retrieve and the
+    pipeline's predict / ensemble configs."""
+
+    top_k: int
+    predict_config: PredictConfig
+    ensemble_config: EnsembleConfig
+
+
+def load_settings(path: str | Path) -> ServingSettings:
+    """The settings file bundled with the model, through the same config classes as every other source
+    (so an ensemble n_best that KFP turned into 10.0 is an int again)."""
+    from odqa.ensemble import EnsembleConfig
+    from odqa.errors import InputError
+    from odqa.io import read_json
+    from odqa.reader.config import PredictConfig
+
+    settings = read_json(path)
+    if not isinstance(settings, dict):
+        raise InputError("serving settings must be a JSON object", path=path)
+    top_k = settings.get("top_k", 20)
+    if isinstance(top_k, float) and top_k.is_integer():
+        top_k = int(top_k)
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise InputError(f"top_k must be a positive integer, got {top_k!r}", path=path)
+    return ServingSettings(
+        top_k,
+        PredictConfig.from_dict(settings.get("predict_config"), source=f"{path}: predict_config"),
+        EnsembleConfig.from_dict(settings.get("ensemble_config"), source=f"{path}: ensemble_config"),
+    )
+
+
 class OdqaModel(mlflow.pyfunc.PythonModel):
     """Retriever + reader(s); several readers are combined with the pipeline's ensemble settings."""
 
     def load_context(self, context) -> None:
-        from odqa.ensemble import EnsembleConfig
-        from odqa.io import read_json
-        from odqa.reader.config import PredictConfig
         from odqa.reader.predict import Reader
         from odqa.retrieval.base import load_retriever
 
-        settings = read_json(context.artifacts[SETTINGS_ARTIFACT])
-        self.top_k = int(settings["top_k"])
-        self.predict_config = PredictConfig(**settings["predict_config"])
-        self.ensemble_config = EnsembleConfig(**settings["ensemble_config"])
+        settings = load_settings(context.artifacts[SETTINGS_ARTIFACT])
+        self.top_k = settings.top_k
+        self.predict_config = settings.predict_config
+        self.ensemble_config = settings.ensemble_config
         self.retriever = load_retriever(context.artifacts[INDEX_ARTIFACT])
         reader_keys = sorted(k for k in context.artifacts if k.startswith(READER_ARTIFACT_PREFIX))
         self.readers = [Reader.load(context.artifacts[k]) for k in reader_keys]
@@ -88,7 +123,7 @@ def log_model(
     tracking_uri: str,
     run_id: str,
     index_dir: str | Path,
-    reader_dirs: list[str | Path],
+    readers: list[str | Path],
     predict_config: dict[str, Any] | None = None,
     ensemble_config: dict[str, Any] | None = None,
     top_k: int = 20,
@@ -100,6 +135,7 @@ def log_model(
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
     from odqa.io import write_json
+    from odqa.schema import SERVING_SETTINGS_FILE
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
@@ -108,7 +144,7 @@ def log_model(
         params=ParamSchema([ParamSpec("top_k", "long", top_k)]),
     )
     with tempfile.TemporaryDirectory() as tmp:
-        settings_path = Path(tmp) / "odqa_serving.json"
+        settings_path = Path(tmp) / SERVING_SETTINGS_FILE
         write_json(
             settings_path,
             {
@@ -118,7 +154,7 @@ def log_model(
             },
         )
         artifacts = {INDEX_ARTIFACT: str(index_dir), SETTINGS_ARTIFACT: str(settings_path)}
-        for n, reader_dir in enumerate(reader_dirs):
+        for n, reader_dir in enumerate(readers):
             artifacts[f"{READER_ARTIFACT_PREFIX}{n:02d}"] = str(reader_dir)
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(

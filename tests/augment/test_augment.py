@@ -109,7 +109,7 @@ def test_question_generation_from_split_passages_has_unique_ids(train_slice, kor
     from odqa.io import iter_jsonl
 
     passages = list(iter_jsonl(korquad_passages.passages_path))
-    split_docs = {p["doc_id"] for p in passages if not p["passage_id"].endswith("-0")}
+    split_docs = {p["document_id"] for p in passages if not p["passage_id"].endswith("-0")}
     assert split_docs  # some documents were split into several passages
     examples, report = run(
         AugmentConfig(qg_per_passage=2, qg_source="passages", qg_style="cloze", qg_max_passages=200),

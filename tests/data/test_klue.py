@@ -34,23 +34,27 @@ def test_grouping_respects_sources_and_length():
     ]
     passages = group_into_passages(sentences, passage_chars=300)
     for p in passages:
-        assert p.doc_id.startswith("klue-nli-") and p.passage_id == f"{p.doc_id}-0" and p.start_char == 0
+        assert (
+            p.document_id.startswith("klue-nli-")
+            and p.passage_id == f"{p.document_id}-0"
+            and p.start_char == 0
+        )
         assert len(p.text) < 300 + 101  # closes at the first sentence that reaches the target
-    news = [p for p in passages if "wikinews" in p.doc_id]
+    news = [p for p in passages if "wikinews" in p.document_id]
     assert all(
         "문장" + str(i) not in "".join(p.text for p in news) for i in range(0, 20, 2)
     )  # no airbnb mixed in
     assert (
         news[0].text.startswith("문장1 ") and "문장3 " in news[0].text
     )  # consecutive sentences of one source
-    assert len({p.doc_id for p in passages}) == len(passages)
+    assert len({p.document_id for p in passages}) == len(passages)
 
 
 def test_real_klue_distractors():
     passages = build_distractor_passages(DistractorConfig())
-    sources = {p.doc_id.rsplit("-", 1)[0] for p in passages}
+    sources = {p.document_id.rsplit("-", 1)[0] for p in passages}
     assert {"klue-nli-wikipedia", "klue-sts-airbnb_rtt", "klue-ner-wikitree"} <= sources
-    assert len({p.doc_id for p in passages}) == len(passages)
+    assert len({p.document_id for p in passages}) == len(passages)
     lengths = sorted(len(p.text) for p in passages)
     assert 450 <= lengths[len(lengths) // 2] <= 700  # median near the 500-character target
     assert not any(":PS>" in p.text or ":QT>" in p.text for p in passages)
@@ -59,7 +63,7 @@ def test_real_klue_distractors():
     ner = read_ner_sentences(klue_dir() / "klue-ner-v1.1_dev.tsv")
     assert 4500 <= len(ner) <= 5000 and ner[0].text.startswith("경찰은 또 성매매")
     only_nli = build_distractor_passages(DistractorConfig(include_sts=False, include_ner=False))
-    assert only_nli and all(p.doc_id.startswith("klue-nli-") for p in only_nli)
+    assert only_nli and all(p.document_id.startswith("klue-nli-") for p in only_nli)
 
 
 def test_write_corpus_with_distractors(tmp_path: Path):
@@ -73,7 +77,7 @@ def test_write_corpus_with_distractors(tmp_path: Path):
     )
     records = read_jsonl(out)
     assert [r["passage_id"] for r in records[:2]] == ["kq-1-0", "kq-2-0"]
-    assert all(r["doc_id"].startswith("klue-") for r in records[2:]) and len(records) > 50
+    assert all(r["document_id"].startswith("klue-") for r in records[2:]) and len(records) > 50
     assert len({r["passage_id"] for r in records}) == len(records)
 
 

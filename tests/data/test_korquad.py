@@ -7,7 +7,7 @@ import json
 import pytest
 
 from odqa.data import load_documents, load_qa
-from odqa.data.korquad import KorquadSplitConfig, paragraph_doc_id, prepare_korquad
+from odqa.data.korquad import KorquadSplitConfig, paragraph_document_id, prepare_korquad
 from odqa.errors import InputError
 
 
@@ -22,7 +22,7 @@ def test_real_korquad_split(korquad_split, korquad_path):
     assert not {ex.title for ex in train} & {ex.title for ex in evaluation}
     assert not {ex.document_id for ex in train} & {ex.document_id for ex in evaluation}
     # every question's gold document is in the corpus and is its own paragraph
-    by_id = {d.doc_id: d for d in docs}
+    by_id = {d.document_id: d for d in docs}
     for ex in train + evaluation:
         assert by_id[ex.document_id].text == ex.context
         assert by_id[ex.document_id].title == ex.title
@@ -39,9 +39,9 @@ def test_split_is_deterministic_and_seeded(tiny_squad, tmp_path):
     assert a.report["eval_articles"] == 2
     eval_sets = {
         tuple(
-            prepare_korquad(KorquadSplitConfig(0.5, seed), tiny_squad, tmp_path / f"s{seed}").report[
-                "eval_titles"
-            ]
+            prepare_korquad(
+                KorquadSplitConfig(eval_fraction=0.5, seed=seed), tiny_squad, tmp_path / f"s{seed}"
+            ).report["eval_titles"]
         )
         for seed in range(8)
     }
@@ -54,16 +54,16 @@ def test_tiny_split_documents(tiny_squad, tmp_path):
     # 6 paragraphs: one repeated, one without questions -> 5 documents
     assert len(docs) == 5
     assert "한강은 서울을 가로질러 흐르는 강이다. 한강의 길이는 약 494 km이다." in {d.text for d in docs}
-    assert len({d.doc_id for d in docs}) == 5
+    assert len({d.document_id for d in docs}) == 5
     qa = load_qa(split.train_path).examples + load_qa(split.eval_path).examples
     assert len(qa) == 10
-    assert all(ex.document_id == paragraph_doc_id(ex.context) for ex in qa)
+    assert all(ex.document_id == paragraph_document_id(ex.context) for ex in qa)
     assert split.report["eval_articles"] == 1
 
 
-def test_doc_id_depends_on_content_only():
-    assert paragraph_doc_id("가나다") == paragraph_doc_id("가나다")
-    assert paragraph_doc_id("가나다") != paragraph_doc_id("가나다 ")
+def test_document_id_depends_on_content_only():
+    assert paragraph_document_id("가나다") == paragraph_document_id("가나다")
+    assert paragraph_document_id("가나다") != paragraph_document_id("가나다 ")
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1])

@@ -231,7 +231,7 @@ def test_real_korquad_is_valid(korquad_path):
 
 def test_wikipedia_documents_layout(tiny_documents):
     docs = load_documents(tiny_documents)
-    assert [d.doc_id for d in docs] == [str(i) for i in range(8)]
+    assert [d.document_id for d in docs] == [str(i) for i in range(8)]
     assert docs[3].title == "한라산" and docs[3].text.startswith("'''한라산'''")
     assert docs[0].meta["corpus_source"] == "위키피디아" and "document_id" not in docs[0].meta
 
@@ -240,13 +240,13 @@ def test_document_list_jsonl_and_key_fallback(tmp_path):
     listed = load_documents(
         write_json(tmp_path / "d.json", [{"title": "가", "text": "본문"}, {"doc_id": "x", "text": "b"}])
     )
-    assert [d.doc_id for d in listed] == ["0", "x"]
+    assert [d.document_id for d in listed] == ["0", "x"]
     keyed = load_documents(
         write_json(tmp_path / "k.json", {"k1": {"title": "가", "text": "본문", "url": "u"}})
     )
-    assert keyed[0].doc_id == "k1" and keyed[0].meta == {"url": "u"}
+    assert keyed[0].document_id == "k1" and keyed[0].meta == {"url": "u"}
     lines = load_documents(write_lines(tmp_path / "d.jsonl", [{"document_id": 5, "title": "t", "text": ""}]))
-    assert lines[0].doc_id == "5" and lines[0].text == ""
+    assert lines[0].document_id == "5" and lines[0].text == ""
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,7 @@ def test_expected_kinds_are_present():
         ("StatefulSet", "minio"),
         ("StatefulSet", "elasticsearch"),
         ("Job", "odqa-create-recurring-run"),
-        ("DaemonSet", "nvidia-device-plugin"),
+        ("ConfigMap", "odqa-gpu-node-pool"),
     ]:
         assert expected in kinds
 
@@ -67,14 +67,10 @@ def test_workloads_pin_images_and_request_resources(path, doc):
             assert "readinessProbe" in c and "livenessProbe" in c, f"{path}: {c['name']} lacks probes"
 
 
-def test_mlflow_uses_postgres_and_s3_and_elasticsearch_installs_nori():
+def test_mlflow_uses_postgres_and_s3():
     docs = {doc["metadata"]["name"]: doc for _, doc in _documents() if doc.get("kind") in WORKLOADS}
     args = " ".join(_pod_spec(docs["mlflow"])["containers"][0]["args"])
-    assert "postgresql://" in args and "s3://" in args
-    init = _pod_spec(docs["elasticsearch"])["initContainers"][0]
-    assert "analysis-nori" in " ".join(init["args"])
-    main_image = _pod_spec(docs["elasticsearch"])["containers"][0]["image"]
-    assert init["image"] == main_image, "the nori plugin version must match Elasticsearch"
+    assert "postgresql+psycopg2://" in args and "s3://" in args
 
 
 def test_recurring_run_cron_has_six_fields():

@@ -88,7 +88,7 @@ def _retrieved(path, hits_by_id):
     lines = []
     for qid, doc_ids in hits_by_id.items():
         hits = [
-            {"passage_id": f"{d}-0", "doc_id": d, "title": "", "text": "", "score": 1.0 / (r + 1)}
+            {"passage_id": f"{d}-0", "document_id": d, "title": "", "text": "", "score": 1.0 / (r + 1)}
             for r, d in enumerate(doc_ids)
         ]
         lines.append(json.dumps({"id": qid, "question": "", "passages": hits}))

@@ -105,6 +105,20 @@ def test_every_stage_present_with_the_right_edges(compiled):
         assert "start-tracking" in _upstream(tasks[name]), f"{name} is not attached to the MLflow parent run"
 
 
+def test_parameter_names_follow_the_glossary(compiled):
+    """docs/DESIGN.md: a retriever's kind and options are `retriever_kind` / `retriever_options`, in the
+    pipeline and in the index task alike; reader settings say num_threads."""
+    _, spec = compiled
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert {"retriever_kind", "retriever_options"} <= set(parameters)
+    assert not {"index_kind", "index_options"} & set(parameters)
+    index_inputs = _all_tasks(spec)["index"]["inputs"]["parameters"]
+    assert index_inputs["retriever_kind"] == {"componentInputParameter": "retriever_kind"}
+    assert index_inputs["retriever_options"] == {"componentInputParameter": "retriever_options"}
+    (reader_defaults,) = parameters["reader_configs"]["defaultValue"]
+    assert "num_threads" in reader_defaults and "threads" not in reader_defaults
+
+
 def test_cluster_settings(compiled):
     _, spec = compiled
     executors = spec["deploymentSpec"]["executors"]

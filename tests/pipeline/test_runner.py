@@ -29,7 +29,7 @@ TINY_READER = {
     "vocab_size": 500,
     "max_length": 128,
     "doc_stride": 32,
-    "threads": 1,
+    "num_threads": 1,
 }
 STAGES = {
     "prepare_data",

@@ -1,203 +1,47 @@
-"""Reader features, span selection and tokenizer on hand-made cases (fast; no training)."""
+"""Span selection, null scores, batching and threads of the reader's prediction (fast; no training)."""
 
 from __future__ import annotations
-
-import unicodedata
 
 import numpy as np
 import pytest
 import torch
-from transformers import AutoTokenizer
+from tokenizers.processors import TemplateProcessing
+from transformers import BertConfig, BertForQuestionAnswering
 
 from odqa.errors import InputError
 from odqa.io import write_jsonl
 from odqa.reader.config import PredictConfig
-from odqa.reader.features import CLS_INDEX, ReaderSettings, inference_features, train_features
+from odqa.reader.features import ReaderSettings, inference_features
 from odqa.reader.predict import (
+    Reader,
     feature_spans,
     load_retrieved,
+    pad_windows,
     reading_pairs,
     results_from_gold,
     select_answers,
+    torch_threads,
 )
-from odqa.reader.train import weighted_span_loss
 from odqa.schema import Hit, QAExample, RetrievalResult
-from odqa.text.wordpiece import train_wordpiece_tokenizer
-
-WORDS = "서울 부산 대구 인천 광주 대전 울산 세종 수원 성남 고양 용인 창원 청주 전주 천안 안산 김해 포항 제주".split()
-CORPUS = [
-    "대한민국의 수도는 서울특별시이다. 서울은 한강을 끼고 있다.",
-    "세종대왕은 조선의 제4대 왕으로 훈민정음을 창제하였다.",
-    " ".join(WORDS * 3),
-    "이순신은 조선 중기의 무신이다. 임진왜란 때 수군을 지휘하였다.",
-]
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tok")
-    train_wordpiece_tokenizer(CORPUS * 5, out, vocab_size=300, min_frequency=1)
-    return AutoTokenizer.from_pretrained(str(out))
-
-
-def _example(
-    context: str, answer: str | None, qid: str = "q1", title: str = "", weight: float = 1.0
-) -> QAExample:
-    answers = {"answer_start": [], "text": []}
-    if answer is not None:
-        answers = {"answer_start": [context.index(answer)], "text": [answer]}
-    return QAExample(
-        id=qid, question="어디인가?", context=context, title=title, answers=answers, weight=weight
-    )
-
-
-def _decoded_span(feature: dict, enc_offsets, context: str) -> str:
-    return context[enc_offsets[feature["start_positions"]][0] : enc_offsets[feature["end_positions"]][1]]
-
-
-def _offsets(tokenizer, ex: QAExample, settings: ReaderSettings, context: str):
-    enc = tokenizer(
-        [ex.question],
-        [context],
-        truncation="only_second",
-        max_length=settings.max_length,
-        stride=settings.doc_stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-    )
-    return enc["offset_mapping"], [enc.sequence_ids(i) for i in range(len(enc["input_ids"]))]
-
-
-# --- tokenizer -------------------------------------------------------------------------------
-
-
-def test_tokenizer_keeps_hangul_syllables_and_round_trips(tokenizer, tmp_path):
-    tokens = tokenizer.tokenize("대한민국의 수도는 서울")
-    assert tokens and all(not unicodedata.name(ch[-1]).startswith("HANGUL CHOSEONG") for ch in tokens)
-    joined = "".join(t.removeprefix("##") for t in tokens)
-    assert joined == "대한민국의수도는서울"  # syllables survive, no jamo
-    # NFD (decomposed jamo) input is normalised to the same ids.
-    nfd = unicodedata.normalize("NFD", "대한민국의 수도는 서울")
-    assert tokenizer(nfd)["input_ids"] == tokenizer("대한민국의 수도는 서울")["input_ids"]
-    assert tokenizer("SEOUL")["input_ids"] == tokenizer("seoul")["input_ids"]
-    tokenizer.save_pretrained(str(tmp_path))
-    again = AutoTokenizer.from_pretrained(str(tmp_path))
-    enc = again("질문", "문맥 서울", return_token_type_ids=True)
-    assert enc["input_ids"] == tokenizer("질문", "문맥 서울")["input_ids"]
-    assert enc["input_ids"][0] == again.cls_token_id and enc["token_type_ids"][-1] == 1
-
-
-# --- training features -----------------------------------------------------------------------
-
-
-def test_answer_crossing_a_window_is_labelled_cls_and_whole_answer_is_labelled_exactly(tokenizer):
-    context = " ".join(WORDS * 3)
-    answer = "창원 청주 전주"
-    ex = _example(context, answer)
-    ex.answers["answer_start"] = [context.index(answer, 60)]  # the middle repetition
-    settings = ReaderSettings(max_length=24, doc_stride=8, max_question_tokens=4)
-    features = train_features([ex], tokenizer, settings)
-    offsets, seq_ids = _offsets(tokenizer, ex, settings, context)
-    assert len(features) > 3
-    start, end = ex.answers["answer_start"][0], ex.answers["answer_start"][0] + len(answer)
-    kinds = set()
-    for feature, offs, ids in zip(features, offsets, seq_ids, strict=True):
-        ctx = [o for o, s in zip(offs, ids, strict=True) if s == 1]
-        inside = ctx[0][0] <= start and ctx[-1][1] >= end
-        overlaps = ctx[0][0] < end and ctx[-1][1] > start
-        if inside:
-            kinds.add("inside")
-            assert _decoded_span(feature, offs, context) == answer
-            assert offs[feature["start_positions"]][0] == start
-        else:
-            kinds.add("crossing" if overlaps else "outside")
-            assert (feature["start_positions"], feature["end_positions"]) == (CLS_INDEX, CLS_INDEX)
-    assert kinds == {"inside", "crossing", "outside"}
-
-
-def test_answer_longer_than_every_window_is_cls_everywhere(tokenizer):
-    context = " ".join(WORDS * 2)
-    answer = " ".join(WORDS[2:18])
-    features = train_features(
-        [_example(context, answer)],
-        tokenizer,
-        ReaderSettings(max_length=16, doc_stride=4, max_question_tokens=4),
-    )
-    assert len(features) > 1
-    assert all((f["start_positions"], f["end_positions"]) == (CLS_INDEX, CLS_INDEX) for f in features)
-
-
-def test_long_question_is_cut_so_windows_keep_context(tokenizer):
-    long_question = " ".join(WORDS * 6) + "?"
-    ex = QAExample(
-        id="long",
-        question=long_question,
-        context=CORPUS[0],
-        title="",
-        answers={"answer_start": [], "text": []},
-    )
-    settings = ReaderSettings(max_length=40, doc_stride=8, max_question_tokens=10)
-    features = train_features([ex], tokenizer, settings)
-    assert features
-    for f in features:
-        assert len(f["input_ids"]) <= 40
-        first_sep = f["input_ids"].index(tokenizer.sep_token_id)
-        assert first_sep <= 11  # [CLS] + at most 10 question tokens
-    inference = inference_features([long_question], [""], [CORPUS[0]], tokenizer, settings)
-    assert all(any(o is not None for o in feat.offsets) for feat in inference)
-
-
-def test_question_budget_shrinks_with_the_window_and_a_stride_too_large_is_refused():
-    assert ReaderSettings(max_length=256, doc_stride=64).question_budget == 64
-    assert ReaderSettings(max_length=128, doc_stride=64).question_budget == 60
-    with pytest.raises(InputError, match="doc_stride"):
-        ReaderSettings(max_length=64, doc_stride=60)
-
-
-def test_no_answer_example_trains_towards_cls_and_keeps_its_weight(tokenizer):
-    features = train_features([_example(CORPUS[0], None, weight=0.25)], tokenizer, ReaderSettings())
-    assert len(features) == 1
-    assert (features[0]["start_positions"], features[0]["end_positions"], features[0]["weight"]) == (
-        0,
-        0,
-        0.25,
-    )
-
-
-def test_title_prefix_shifts_offsets_and_keeps_answer(tokenizer):
-    ex = _example(CORPUS[1], "훈민정음", title="세종대왕")
-    plain = train_features([ex], tokenizer, ReaderSettings(title_prefix=False))[0]
-    titled = train_features([ex], tokenizer, ReaderSettings(title_prefix=True))[0]
-    assert len(titled["input_ids"]) > len(plain["input_ids"])
-    assert titled["start_positions"] > plain["start_positions"]
-    offsets, _ = _offsets(tokenizer, ex, ReaderSettings(), "세종대왕\n" + ex.context)
-    # The label covers the tokens holding the answer (a particle may share its last token).
-    assert _decoded_span(titled, offsets[0], "세종대왕\n" + ex.context).startswith("훈민정음")
-    # At inference the title is readable but never an answer, and offsets point into the passage text.
-    feats = inference_features(
-        [ex.question], [ex.title], [ex.context], tokenizer, ReaderSettings(title_prefix=True)
-    )
-    spans = [o for o in feats[0].offsets if o is not None]
-    assert spans[0][0] == 0 and all(ex.context[s:e] for s, e in spans)
-    assert "세종" in tokenizer.decode(feats[0].inputs["input_ids"]).split("[SEP]")[1]
-
-
-def test_wrong_answer_start_is_an_input_error(tokenizer):
-    ex = _example(CORPUS[0], "서울")
-    ex.answers["answer_start"] = [3]
-    with pytest.raises(InputError, match="q1"):
-        train_features([ex], tokenizer, ReaderSettings(), path="train.jsonl")
-
-
-def test_weighted_loss_scales_each_example():
+def _tiny_model(tokenizer, type_vocab_size: int = 2) -> BertForQuestionAnswering:
     torch.manual_seed(0)
-    start, end = torch.randn(2, 7), torch.randn(2, 7)
-    pos = torch.tensor([1, 3])
-    full = weighted_span_loss(start, end, pos, pos, torch.tensor([1.0, 1.0]))
-    only_first = weighted_span_loss(start, end, pos, pos, torch.tensor([1.0, 0.0]))
-    first_alone = weighted_span_loss(start[:1], end[:1], pos[:1], pos[:1], torch.tensor([1.0]))
-    assert only_first < full
-    assert torch.isclose(only_first * 2, first_alone)
+    return BertForQuestionAnswering(
+        BertConfig(
+            vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+            intermediate_size=64, pad_token_id=tokenizer.pad_token_id, type_vocab_size=type_vocab_size,
+        )
+    ).eval()  # fmt: skip
+
+
+def _questions(corpus: list[str], n: int) -> list[RetrievalResult]:
+    return [
+        RetrievalResult(
+            f"q{i}", "어디인가?", [Hit(f"d{j}-0", f"d{j}", "", corpus[j], float(-j)) for j in range(3)]
+        )
+        for i in range(n)
+    ]
 
 
 # --- span selection --------------------------------------------------------------------------
@@ -239,20 +83,20 @@ def test_spans_respect_max_length_order_and_context():
     assert feature_spans(s, e, [None] * 17, 20, 30) == []
 
 
-def _two_passage_case(tokenizer):
+def _two_passage_case(tokenizer, corpus):
     results = [
         RetrievalResult(
             "q1",
             "수도는?",
             [
-                Hit("d1-0", "d1", "", CORPUS[0], 12.0),
-                Hit("d2-0", "d2", "", CORPUS[3], 10.0),
+                Hit("d1-0", "d1", "", corpus[0], 12.0),
+                Hit("d2-0", "d2", "", corpus[3], 10.0),
             ],
         )
     ]
     pairs = reading_pairs(results, None)
     features = inference_features(
-        ["수도는?"] * 2, ["", ""], [CORPUS[0], CORPUS[3]], tokenizer, ReaderSettings()
+        ["수도는?"] * 2, ["", ""], [corpus[0], corpus[3]], tokenizer, ReaderSettings()
     )
     assert [f.pair_index for f in features] == [0, 1]
     logits = []
@@ -263,8 +107,8 @@ def _two_passage_case(tokenizer):
     return results, pairs, features, logits
 
 
-def test_score_modes_rank_across_passages_differently(tokenizer):
-    results, pairs, features, logits = _two_passage_case(tokenizer)
+def test_score_modes_rank_across_passages_differently(tokenizer, corpus):
+    results, pairs, features, logits = _two_passage_case(tokenizer, corpus)
     by_logit, nbest_logit = select_answers(
         results, pairs, features, logits, PredictConfig(score_mode="logit_sum", use_retrieval_score=False)
     )
@@ -283,13 +127,13 @@ def test_score_modes_rank_across_passages_differently(tokenizer):
     assert top["score"] == pytest.approx(top["start_prob"] * top["end_prob"])
     assert set(top) == {
         "text", "score", "start_logit", "end_logit", "start_prob", "end_prob",
-        "passage_id", "doc_id", "passage_rank", "retrieval_score",
+        "null_score", "null_prob", "passage_id", "document_id", "passage_rank", "retrieval_score",
     }  # fmt: skip
-    assert (top["passage_rank"], top["retrieval_score"], top["doc_id"]) == (2, 10.0, "d2")
+    assert (top["passage_rank"], top["retrieval_score"], top["document_id"]) == (2, 10.0, "d2")
 
 
-def test_retrieval_score_can_overturn_the_reader(tokenizer):
-    results, pairs, features, logits = _two_passage_case(tokenizer)
+def test_retrieval_score_can_overturn_the_reader(tokenizer, corpus):
+    results, pairs, features, logits = _two_passage_case(tokenizer, corpus)
     results[0].passages[0].score = 40.0  # far ahead of passage 2 (10.0) after the softmax
     _, nbest = select_answers(
         results, pairs, features, logits, PredictConfig(score_mode="prob_product", use_retrieval_score=True)
@@ -300,11 +144,10 @@ def test_retrieval_score_can_overturn_the_reader(tokenizer):
     assert only_first == [(0, 0)]
 
 
-def test_results_from_gold_and_bad_retrieved_file(tmp_path):
-    ex = _example(CORPUS[0], "서울", qid="x")
-    ex.document_id = "doc-7"
+def test_results_from_gold_and_bad_retrieved_file(tmp_path, corpus):
+    ex = QAExample(id="x", question="어디인가?", context=corpus[0], document_id="doc-7")
     (result,) = results_from_gold([ex])
-    assert (result.id, result.passages[0].text, result.passages[0].doc_id) == ("x", CORPUS[0], "doc-7")
+    assert (result.id, result.passages[0].text, result.passages[0].document_id) == ("x", corpus[0], "doc-7")
     path = tmp_path / "retrieved.jsonl"
     write_jsonl(path, [result.to_dict(), {"id": "y", "passages": []}])
     with pytest.raises(InputError, match="line 2"):
@@ -316,26 +159,11 @@ def test_predict_config_rejects_unknown_score_mode():
         PredictConfig(score_mode="max")
 
 
-def test_prediction_in_question_chunks_equals_one_pass(tokenizer, monkeypatch):
-    from transformers import BertConfig, BertForQuestionAnswering
-
+def test_prediction_in_question_chunks_equals_one_pass(tokenizer, corpus, monkeypatch):
     import odqa.reader.predict as predict_module
-    from odqa.reader.predict import Reader
 
-    torch.manual_seed(0)
-    model = BertForQuestionAnswering(
-        BertConfig(
-            vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-            intermediate_size=64, pad_token_id=tokenizer.pad_token_id,
-        )
-    )  # fmt: skip
-    reader = Reader(model, tokenizer, ReaderSettings())
-    results = [
-        RetrievalResult(
-            f"q{i}", "어디인가?", [Hit(f"d{j}-0", f"d{j}", "", CORPUS[j], float(-j)) for j in range(3)]
-        )
-        for i in range(5)
-    ]
+    reader = Reader(_tiny_model(tokenizer), tokenizer, ReaderSettings())
+    results = _questions(corpus, 5)
     config = PredictConfig(n_best=3)
     whole = reader.predict(results, config)
     monkeypatch.setattr(predict_module, "QUESTIONS_PER_CHUNK", 2)
@@ -347,10 +175,10 @@ def test_prediction_in_question_chunks_equals_one_pass(tokenizer, monkeypatch):
     ]
 
 
-def test_trim_particles_in_prediction_trims_the_best_spans(tokenizer):
+def test_trim_particles_in_prediction_trims_the_best_spans(tokenizer, corpus):
     from odqa.korean_answers import trim_particles
 
-    results, pairs, features, logits = _two_passage_case(tokenizer)
+    results, pairs, features, logits = _two_passage_case(tokenizer, corpus)
     plain, _ = select_answers(results, pairs, features, logits, PredictConfig(n_best=5))
     trimmed, nbest = select_answers(
         results, pairs, features, logits, PredictConfig(n_best=5, trim_particles=True)
@@ -360,24 +188,193 @@ def test_trim_particles_in_prediction_trims_the_best_spans(tokenizer):
     assert len(texts) == len(set(texts)) and all(t == trim_particles([t])[0] for t in texts)
 
 
-def test_question_overlap_marks_context_tokens_shared_with_the_question(tokenizer):
-    ex = QAExample(
-        id="o", question="세종대왕은 무엇을 창제하였나?", context=CORPUS[1], title="",
-        answers={"answer_start": [CORPUS[1].index("훈민정음")], "text": ["훈민정음"]},
-    )  # fmt: skip
-    plain = train_features([ex], tokenizer, ReaderSettings())[0]
-    marked = train_features([ex], tokenizer, ReaderSettings(question_overlap=True))[0]
-    assert plain["input_ids"] == marked["input_ids"] and 2 not in plain["token_type_ids"]
-    pieces = tokenizer.convert_ids_to_tokens(marked["input_ids"])
-    overlap = {pieces[i] for i, t in enumerate(marked["token_type_ids"]) if t == 2}
-    assert overlap and overlap <= set(tokenizer.tokenize(ex.question))
-    question_part = marked["input_ids"].index(tokenizer.sep_token_id)
-    assert all(t == 0 for t in marked["token_type_ids"][:question_part])  # only context tokens
-    assert (marked["start_positions"], marked["end_positions"]) == (
-        plain["start_positions"],
-        plain["end_positions"],
+def test_predict_config_rejects_unknown_null_score():
+    with pytest.raises(InputError, match="null_score"):
+        PredictConfig(null_score="always")
+
+
+# --- the null ("no answer in this passage") score ----------------------------------------------
+
+
+def _cls_last(tokenizer) -> None:
+    """XLNet-style template: [CLS] is the last token of every window, never index 0."""
+    special = [(t, tokenizer.convert_tokens_to_ids(t)) for t in ("[CLS]", "[SEP]")]
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single="$A [SEP] [CLS]", pair="$A [SEP] $B:1 [SEP]:1 [CLS]:1", special_tokens=special
     )
-    inference = inference_features(
-        [ex.question], [""], [ex.context], tokenizer, ReaderSettings(question_overlap=True)
+
+
+def _null_case(tokenizer, corpus, cls_logits=(8.0, -8.0)):
+    """Passage 1 has the better span (peak 6 vs 5) but its CLS says "no answer here" (cls_logits[0]);
+    index 0, a question token, carries the opposite signal as a decoy."""
+    results = [
+        RetrievalResult(
+            "q1", "수도는?", [Hit("d1-0", "d1", "", corpus[0], 1.0), Hit("d2-0", "d2", "", corpus[3], 1.0)]
+        )
+    ]
+    pairs = reading_pairs(results, None)
+    features = inference_features(
+        ["수도는?"] * 2, ["", ""], [corpus[0], corpus[3]], tokenizer, ReaderSettings()
     )
-    assert inference[0].inputs["token_type_ids"] == marked["token_type_ids"]  # same feature at inference
+    assert [f.pair_index for f in features] == [0, 1]
+    logits = []
+    for f, peak, cls_logit in zip(features, (6.0, 5.0), cls_logits, strict=True):
+        assert f.cls_index == len(f.offsets) - 1 and f.offsets[0] is None
+        first = next(t for t, o in enumerate(f.offsets) if o is not None)
+        s, e = _logits(len(f.offsets), {first: peak, f.cls_index: cls_logit, 0: -cls_logit}, {})
+        e[first], e[f.cls_index], e[0] = peak, cls_logit, -cls_logit
+        logits.append((s, e))
+    return results, pairs, features, logits
+
+
+@pytest.mark.parametrize("score_mode", ["logit_sum", "prob_product"])
+def test_null_score_ranks_a_passage_the_reader_rejects_below_one_it_accepts(
+    fresh_tokenizer, corpus, score_mode
+):
+    _cls_last(fresh_tokenizer)
+    results, pairs, features, logits = _null_case(fresh_tokenizer, corpus)
+    common = dict(score_mode=score_mode, use_retrieval_score=False, trim_particles=False)
+    _, off = select_answers(results, pairs, features, logits, PredictConfig(**common, null_score="ignore"))
+    _, on = select_answers(results, pairs, features, logits, PredictConfig(**common, null_score="subtract"))
+    assert off["q1"][0]["passage_id"] == "d1-0"  # the better span alone
+    assert on["q1"][0]["passage_id"] == "d2-0"  # passage 1's own CLS rejects it
+    # The entries carry the passage's null score, read at the real CLS (last token), not at index 0.
+    nulls = {e["passage_id"]: e["null_score"] for e in off["q1"] + on["q1"]}
+    assert nulls == {"d1-0": pytest.approx(16.0), "d2-0": pytest.approx(-16.0)}
+    top = on["q1"][0]
+    if score_mode == "logit_sum":
+        assert top["score"] == pytest.approx(top["start_logit"] + top["end_logit"] - top["null_score"])
+    else:
+        assert top["score"] == pytest.approx(top["start_prob"] * top["end_prob"] * (1 - top["null_prob"]))
+
+
+@pytest.mark.parametrize("score_mode", ["logit_sum", "prob_product"])
+def test_null_score_off_leaves_the_ranking_as_it_was(fresh_tokenizer, corpus, score_mode):
+    _cls_last(fresh_tokenizer)
+    config = PredictConfig(score_mode=score_mode, use_retrieval_score=False, trim_particles=False)
+    ranked = []
+    for cls_logits in [(8.0, -8.0), (-8.0, 8.0), (0.0, 0.0)]:
+        results, pairs, features, logits = _null_case(fresh_tokenizer, corpus, cls_logits)
+        _, nbest = select_answers(results, pairs, features, logits, config)
+        ranked.append([(e["text"], e["passage_id"], round(e["score"], 9)) for e in nbest["q1"]])
+    assert ranked[0] == ranked[1] == ranked[2]
+
+
+def test_null_score_of_a_passage_is_the_min_over_its_windows(tokenizer, words):
+    context = " ".join(words * 3)
+    results = [RetrievalResult("q1", "어디인가?", [Hit("d-0", "d", "", context, 1.0)])]
+    features = inference_features(
+        ["어디인가?"],
+        [""],
+        [context],
+        tokenizer,
+        ReaderSettings(max_length=24, doc_stride=8, max_question_tokens=4),
+    )
+    assert len(features) >= 3
+    rng = np.random.default_rng(0)
+    logits, nulls, null_probs = [], [], []
+    for k, f in enumerate(features):
+        s, e = rng.normal(size=len(f.offsets)), rng.normal(size=len(f.offsets))
+        s[f.cls_index], e[f.cls_index] = (2.0, -3.0, 4.0, 0.0, 1.0, 3.0)[k % 6], 1.0  # lowest: window 2
+        logits.append((s, e))
+        nulls.append(s[f.cls_index] + e[f.cls_index])
+        ps, pe = torch.softmax(torch.tensor(s), 0), torch.softmax(torch.tensor(e), 0)
+        null_probs.append(float(ps[f.cls_index] * pe[f.cls_index]))
+    _, nbest = select_answers(
+        results, reading_pairs(results, None), features, logits, PredictConfig(trim_particles=False)
+    )
+    assert nbest["q1"] and nulls.index(min(nulls)) not in (0, len(nulls) - 1)
+    assert all(e["null_score"] == pytest.approx(min(nulls)) for e in nbest["q1"])
+    assert all(e["null_prob"] == pytest.approx(min(null_probs)) for e in nbest["q1"])
+
+
+# --- batching and threads ------------------------------------------------------------------------
+
+
+def _hand_padded(inputs: list[dict[str, list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """The hand-written padding odqa used before tokenizer.pad (kept here as the reference)."""
+    width = max(len(x["input_ids"]) for x in inputs)
+    batch = {}
+    for name in inputs[0]:
+        pad = pad_token_id if name == "input_ids" else 0
+        batch[name] = torch.tensor(
+            [x[name] + [pad] * (width - len(x[name])) for x in inputs], dtype=torch.long
+        )
+    if "attention_mask" not in batch:
+        batch["attention_mask"] = torch.tensor(
+            [[1] * len(x["input_ids"]) + [0] * (width - len(x["input_ids"])) for x in inputs],
+            dtype=torch.long,
+        )
+    return batch
+
+
+@pytest.mark.parametrize("variant", ["default", "overlap types", "no token types", "pad [MASK], left side"])
+def test_pad_windows_equals_the_hand_padding_it_replaced(fresh_tokenizer, corpus, variant):
+    tok = fresh_tokenizer
+    settings = ReaderSettings(max_length=32, doc_stride=8, question_overlap=variant == "overlap types")
+    if variant == "no token types":
+        tok.model_input_names = ["input_ids", "attention_mask"]
+    if variant == "pad [MASK], left side":
+        tok.pad_token, tok.padding_side = "[MASK]", "left"
+        assert tok.pad_token_id != 0
+    questions = ["수도는 어디인가?", "세종대왕은 무엇을 창제하였나?", "누구?"]
+    features = inference_features(questions, [""] * 3, corpus[:3], tok, settings)
+    inputs = [f.inputs for f in features[:5]]
+    assert len({len(x["input_ids"]) for x in inputs}) > 1  # ragged, so padding happens
+    if variant == "overlap types":
+        assert any(2 in x["token_type_ids"] for x in inputs)
+    expected = _hand_padded(inputs, tok.pad_token_id)
+    padded = pad_windows(tok, inputs)
+    assert set(padded) == set(expected)
+    for name, tensor in expected.items():
+        assert torch.equal(padded[name], tensor), name
+
+
+def test_pad_windows_needs_a_padding_token(fresh_tokenizer, corpus):
+    features = inference_features(["어디?"], [""], [corpus[0]], fresh_tokenizer, ReaderSettings())
+    fresh_tokenizer.pad_token = None
+    with pytest.raises(InputError, match="padding token"):
+        pad_windows(fresh_tokenizer, [features[0].inputs])
+
+
+def test_batch_size_does_not_change_the_logits(tokenizer, corpus):
+    settings = ReaderSettings(max_length=32, doc_stride=8, question_overlap=True)
+    reader = Reader(_tiny_model(tokenizer, type_vocab_size=3), tokenizer, settings)
+    features = inference_features(["수도는 어디인가?"] * 3, [""] * 3, corpus[:3], tokenizer, settings)
+    one = reader._logits(features, batch_size=1)
+    many = reader._logits(features, batch_size=len(features))
+    assert len({len(f.inputs["input_ids"]) for f in features}) > 1
+    for (s1, e1), (s2, e2), f in zip(one, many, features, strict=True):
+        assert len(s1) == len(s2) == len(f.inputs["input_ids"])
+        np.testing.assert_allclose(s1, s2, atol=1e-5)
+        np.testing.assert_allclose(e1, e2, atol=1e-5)
+
+
+@pytest.fixture
+def torch_thread_count():
+    """Starts the test with 3 torch threads (a count nobody asks for) and restores the original after."""
+    original = torch.get_num_threads()
+    torch.set_num_threads(3)
+    yield 3
+    torch.set_num_threads(original)
+
+
+def test_predict_sets_threads_only_for_the_call(tokenizer, corpus, torch_thread_count):
+    model = _tiny_model(tokenizer)
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(torch.get_num_threads()))
+    reader = Reader(model, tokenizer, ReaderSettings())
+    reader.predict(_questions(corpus, 2), PredictConfig(n_best=2, num_threads=1, trim_particles=False))
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == torch_thread_count
+    reader.predict(_questions(corpus, 1), PredictConfig(n_best=2, num_threads=None, trim_particles=False))
+    assert seen[-1] == torch_thread_count  # None leaves torch's setting alone
+
+
+def test_torch_threads_restores_after_an_error_and_refuses_negative(torch_thread_count):
+    with pytest.raises(RuntimeError, match="boom"), torch_threads(1):
+        assert torch.get_num_threads() == 1
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == torch_thread_count
+    with pytest.raises(InputError, match="threads"), torch_threads(-2):
+        pass

@@ -27,7 +27,7 @@ from odqa.text.wordpiece import train_wordpiece_tokenizer
 
 pytestmark = pytest.mark.integration
 TINY = dict(
-    hidden_size=64, num_layers=1, num_heads=2, vocab_size=3000, max_length=128, doc_stride=48, threads=2
+    hidden_size=64, num_layers=1, num_heads=2, vocab_size=3000, max_length=128, doc_stride=48, num_threads=2
 )
 
 
@@ -64,7 +64,7 @@ def test_training_beats_untrained_and_writes_a_loadable_model(korquad_slice, tmp
     untrained = Reader(
         AutoModelForQuestionAnswering.from_config(AutoConfig.from_pretrained(str(out))),
         reader.tokenizer,
-        ReaderSettings(128, 48),
+        ReaderSettings(max_length=128, doc_stride=48),
     )
     trained_f1, untrained_f1 = _f1(reader, examples), _f1(untrained, examples)
     assert trained_f1 > untrained_f1 + 20, (trained_f1, untrained_f1)
@@ -134,13 +134,14 @@ def test_reader_model_from_a_saved_checkpoint_via_cli(korquad_slice, tmp_path, c
     out = tmp_path / "model"
     argv = ["train", "--train", str(qa_path), "--out", str(out), "--reader-model", str(checkpoint)]
     assert (
-        main([*argv, "--max-steps", "3", "--batch-size", "4", "--max-length", "128", "--threads", "2"]) == 0
+        main([*argv, "--max-steps", "3", "--batch-size", "4", "--max-length", "128", "--num-threads", "2"])
+        == 0
     )
     assert AutoConfig.from_pretrained(str(out)).model_type == "distilbert"
     assert read_json(out / READER_CONFIG_FILE)["reader_model"] == str(checkpoint)
 
     capsys.readouterr()
-    rc = main(["predict", "--model", str(out), "--data", str(qa_path), "--out", str(tmp_path / "pred"), "--score-mode", "logit_sum", "--n-best", "3"])  # fmt: skip
+    rc = main(["predict", "--reader", str(out), "--data", str(qa_path), "--out", str(tmp_path / "pred"), "--score-mode", "logit_sum", "--n-best", "3"])  # fmt: skip
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
     predictions = read_json(tmp_path / "pred" / "predictions.json")
@@ -182,3 +183,15 @@ def test_training_refuses_questions_it_cannot_learn_from(tmp_path, capsys, recor
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "qa.jsonl" in err[0]
     assert not (tmp_path / "m").exists()
+
+
+def test_training_sets_threads_only_for_the_call(tiny_qa, tmp_path):
+    original = torch.get_num_threads()
+    torch.set_num_threads(3)  # a count nobody asks for
+    try:
+        config = ReaderTrainConfig(**{**TINY, "num_threads": 1}, max_steps=1, batch_size=4)
+        out = train_reader(config, tiny_qa, tmp_path / "model")
+        assert read_json(out / READER_CONFIG_FILE)["training"]["num_threads"] == 1  # in effect while training
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(original)

@@ -10,7 +10,7 @@ from odqa.config import parse_assignments
 from odqa.data import load_documents, load_qa, write_qa
 from odqa.data.korquad import KorquadSplitConfig, prepare_korquad
 from odqa.errors import InputError
-from odqa.io import read_json, read_jsonl, write_jsonl
+from odqa.io import read_json, read_jsonl, write_json, write_jsonl
 from odqa.retrieval.base import build_index, load_retriever
 from odqa.retrieval.bm25 import BM25Config, BM25Retriever
 from odqa.retrieval.evaluate import evaluate_retrieval
@@ -58,7 +58,7 @@ def index_dir(tmp_path, passages_path):
 def test_right_passage_ranks_first(tmp_path, passages_path, analyzer):
     retriever = BM25Retriever.build(BM25Config(analyzer=analyzer), passages_path, tmp_path / analyzer)
     hits = retriever.search(list(QUESTIONS), top_k=3)
-    assert [h[0].doc_id for h in hits] == list(QUESTIONS.values())
+    assert [h[0].document_id for h in hits] == list(QUESTIONS.values())
     for question_hits in hits:
         scores = [h.score for h in question_hits]
         assert scores == sorted(scores, reverse=True) and scores[0] > scores[1]
@@ -66,12 +66,22 @@ def test_right_passage_ranks_first(tmp_path, passages_path, analyzer):
 
 def test_save_load_round_trip_gives_identical_results(index_dir, passages_path):
     saved = read_json(index_dir / "retriever.json")
-    assert saved["type"] == "bm25" and saved["analyzer"] == "kiwi+bigram" and saved["num_passages"] == 5
+    assert saved["kind"] == "bm25" and saved["analyzer"] == "kiwi+bigram" and saved["num_passages"] == 5
     loaded = load_retriever(index_dir)
     assert isinstance(loaded, BM25Retriever) and loaded.config == BM25Config()
     fresh = BM25Retriever.build(BM25Config(), passages_path, index_dir.parent / "again")
     queries = list(QUESTIONS) + ["전혀 관계없는 zzz 질문"]
     assert loaded.search(queries, top_k=5) == fresh.search(queries, top_k=5)
+
+
+def test_index_folders_written_before_0_2_still_load(index_dir):
+    """Old retriever.json said "type" for the kind and passages.jsonl said "doc_id"."""
+    saved = read_json(index_dir / "retriever.json")
+    write_json(index_dir / "retriever.json", {"type": saved.pop("kind"), **saved})
+    passages = read_jsonl(index_dir / "passages.jsonl")
+    write_jsonl(index_dir / "passages.jsonl", ({"doc_id": p.pop("document_id"), **p} for p in passages))
+    hits = load_retriever(index_dir).search(list(QUESTIONS), top_k=1)
+    assert [h[0].document_id for h in hits] == list(QUESTIONS.values())
 
 
 def test_options_reach_the_index(tmp_path, passages_path):
@@ -96,7 +106,7 @@ def test_options_reach_the_index(tmp_path, passages_path):
 def test_top_k_larger_than_corpus_returns_every_passage(index_dir):
     hits = load_retriever(index_dir).search(["한국의 전통 음식", "zzz"], top_k=100)
     assert [len(h) for h in hits] == [5, 5]
-    assert {h.doc_id for h in hits[0]} == {d for d, _, _ in PASSAGES}
+    assert {h.document_id for h in hits[0]} == {d for d, _, _ in PASSAGES}
     with pytest.raises(InputError):
         load_retriever(index_dir).search(["김치"], top_k=0)
 
@@ -113,10 +123,10 @@ def test_bad_index_folders_are_input_errors(tmp_path, index_dir):
     with pytest.raises(InputError, match="not an odqa index folder"):
         load_retriever(tmp_path / "nowhere")
     (tmp_path / "odd").mkdir()
-    (tmp_path / "odd" / "retriever.json").write_text('{"type": "lucene"}')
-    with pytest.raises(InputError, match="unknown retriever type"):
+    (tmp_path / "odd" / "retriever.json").write_text('{"kind": "lucene"}')
+    with pytest.raises(InputError, match="unknown retriever kind"):
         load_retriever(tmp_path / "odd")
-    (tmp_path / "odd" / "retriever.json").write_text('{"type": "bm25", "k1": 1.2, "colour": "red"}')
+    (tmp_path / "odd" / "retriever.json").write_text('{"kind": "bm25", "k1": 1.2, "colour": "red"}')
     with pytest.raises(InputError, match="colour"):
         load_retriever(tmp_path / "odd")
     for damaged in (index_dir / "bm25s" / "vocab.index.json", index_dir / "passages.jsonl"):
@@ -132,12 +142,12 @@ def test_bad_build_input_is_an_input_error(tmp_path, passages_path):
         build_index("bm25", {"k3": 1.0}, passages_path, tmp_path / "i")
     with pytest.raises(InputError, match="unknown analyzer"):
         build_index("bm25", {"analyzer": "mecab"}, passages_path, tmp_path / "i")
-    with pytest.raises(InputError, match="unknown retriever type"):
+    with pytest.raises(InputError, match="unknown retriever kind"):
         build_index("lucene", {}, passages_path, tmp_path / "i")
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(InputError, match="no passages"):
         build_index("bm25", {}, tmp_path / "empty.jsonl", tmp_path / "i")
-    (tmp_path / "bad.jsonl").write_text('{"passage_id": "a-0", "doc_id": "a"}\n')
+    (tmp_path / "bad.jsonl").write_text('{"passage_id": "a-0", "document_id": "a"}\n')
     with pytest.raises(InputError, match=r"bad.jsonl \[record passage 1\].*text"):
         build_index("bm25", {}, tmp_path / "bad.jsonl", tmp_path / "i")
     with pytest.raises(InputError, match="key=value"):
@@ -172,7 +182,7 @@ def test_cli_index_retrieve_and_eval(tmp_path, passages_path, capsys):
         args = parser.parse_args(list(argv))
         assert args.func(args) == 0
 
-    run("index", "--retriever", "bm25", "--passages", str(passages_path), "--out", str(tmp_path / "ix"),
+    run("index", "--kind", "bm25", "--passages", str(passages_path), "--out", str(tmp_path / "ix"),
         "--analyzer", "bigram", "--option", "k1=1.2")  # fmt: skip
     assert read_json(tmp_path / "ix" / "retriever.json")["analyzer"] == "bigram"
     assert read_json(tmp_path / "ix" / "retriever.json")["k1"] == 1.2
@@ -180,7 +190,7 @@ def test_cli_index_retrieve_and_eval(tmp_path, passages_path, capsys):
         "--out", str(tmp_path / "retrieved.jsonl"))  # fmt: skip
     lines = read_jsonl(tmp_path / "retrieved.jsonl")
     assert [line["id"] for line in lines] == ["q0", "q1", "q2", "q3", "q4"]
-    assert set(lines[0]["passages"][0]) == {"passage_id", "doc_id", "title", "text", "score"}
+    assert set(lines[0]["passages"][0]) == {"passage_id", "document_id", "title", "text", "score"}
     assert [len(line["passages"]) for line in lines] == [2] * 5
     capsys.readouterr()
     run("eval-retrieval", "--retrieved", str(tmp_path / "retrieved.jsonl"), "--data", str(qa_path),
@@ -198,7 +208,8 @@ def korquad_open_domain(tmp_path_factory):
     passages_path = work / "passages.jsonl"
     documents = load_documents(split.documents_path)
     write_jsonl(
-        passages_path, (Passage(f"{d.doc_id}-0", d.doc_id, d.title, d.text).to_dict() for d in documents)
+        passages_path,
+        (Passage(f"{d.document_id}-0", d.document_id, d.title, d.text).to_dict() for d in documents),
     )
     questions = load_qa(split.train_path).examples + load_qa(split.eval_path).examples
     return passages_path, questions, work

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from transformers import BertConfig, BertModel
 
 from odqa.data import load_qa
@@ -18,6 +17,9 @@ from odqa.retrieval.dense import DenseRetriever
 from odqa.retrieval.dense_encoder import DenseConfig, training_examples
 from odqa.schema import RETRIEVER_CONFIG_FILE, Passage
 from odqa.text.wordpiece import train_wordpiece_tokenizer
+
+# Tiny models train fastest on one thread; the fixture restores the process-wide count afterwards.
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 TINY = dict(
     hidden_size=32,
@@ -36,7 +38,6 @@ TINY = dict(
 @pytest.fixture(scope="module")
 def korquad_slice(tmp_path_factory, korquad_articles) -> tuple[Path, Path, list[Passage]]:
     """The first 6 KorQuAD dev articles: one passage per paragraph, questions with gold document ids."""
-    torch.set_num_threads(1)
     return korquad_articles(tmp_path_factory.mktemp("korquad_slice"), 6)
 
 
@@ -48,33 +49,34 @@ def test_hard_negatives_are_bm25_near_misses_without_the_answer(korquad_slice):
     assert stats["with_gold_passage"] == len(examples) == len(data)
     assert stats["hard_negatives"] > len(data)  # nearly every question gets two
     for example, item in zip(examples, data, strict=True):
-        assert passages[item.positive].doc_id == example.document_id
+        assert passages[item.positive].document_id == example.document_id
         for n in item.hard_negatives:
-            assert passages[n].doc_id != example.document_id
+            assert passages[n].document_id != example.document_id
             assert not any(a in passages[n].text for a in example.answers["text"])
 
 
 @pytest.mark.integration
 def test_train_encode_index_search_round_trip(korquad_slice, tmp_path: Path):
+    """The retriever build returns (in memory) and the one loaded from its folder rank and score alike:
+    a save that loses weights, vectors, passages or settings fails here."""
     passages_path, qa_path, passages = korquad_slice
-    index_dir = build_index(
-        "dense",
-        {"train_qa": str(qa_path), "epochs": 8, "learning_rate": 1e-3, **TINY},
-        passages_path,
-        tmp_path / "dense",
-    )
+    config = DenseConfig(train_qa=str(qa_path), epochs=8, learning_rate=1e-3, **TINY)
+    index_dir = tmp_path / "dense"
+    built = DenseRetriever.build(config, passages_path, index_dir)
     stored = json.loads((index_dir / RETRIEVER_CONFIG_FILE).read_text())
-    assert stored["type"] == "dense" and stored["num_passages"] == len(passages) and stored["dim"] == 32
+    assert stored["kind"] == "dense" and stored["num_passages"] == len(passages) and stored["dim"] == 32
     losses = stored["training"]["epoch_losses"]
     assert losses[-1] < losses[0] - 0.3, losses  # it learns on its training questions
     assert (index_dir / "training_loss.png").stat().st_size > 0
 
     examples = load_qa(qa_path).examples
     questions = [e.question for e in examples]
-    built = DenseRetriever.load(index_dir)
+    loaded = load_retriever(index_dir)
+    assert isinstance(loaded, DenseRetriever)
+    assert loaded.config == built.config
+    assert [p.to_dict() for p in loaded.passages] == [p.to_dict() for p in built.passages]
     first = built.search(questions, top_k=5)
-    reloaded = load_retriever(index_dir)
-    second = reloaded.search(questions, top_k=5)
+    second = loaded.search(questions, top_k=5)
     assert [[h.passage_id for h in hits] for hits in first] == [
         [h.passage_id for h in hits] for hits in second
     ]
@@ -84,7 +86,9 @@ def test_train_encode_index_search_round_trip(korquad_slice, tmp_path: Path):
     assert all(len(hits) == 5 for hits in first)
     assert all(hits[0].score >= hits[-1].score for hits in first)
     # trained on these questions, it must beat chance (1/len(passages)) by a wide margin
-    hit_at_1 = np.mean([hits[0].doc_id == e.document_id for e, hits in zip(examples, first, strict=True)])
+    hit_at_1 = np.mean(
+        [hits[0].document_id == e.document_id for e, hits in zip(examples, first, strict=True)]
+    )
     assert hit_at_1 > 3 / len(passages), (hit_at_1, len(passages))
 
 

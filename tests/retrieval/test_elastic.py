@@ -80,7 +80,7 @@ def test_bulk_actions_carry_passage_ids_and_target_index():
     assert {a["_index"] for a in actions} == {"odqa-passages-1"}
     assert actions[1]["_source"] == {
         "passage_id": "d2-0",
-        "doc_id": "d2",
+        "document_id": "d2",
         "title": "부산",
         "text": PASSAGES[1].text,
     }
@@ -265,11 +265,11 @@ def test_build_then_search_through_alias_and_load(passages_path: Path, tmp_path:
         retriever = ElasticsearchRetriever.build(config, passages_path, tmp_path / "index")
         hits = retriever.search(["한강이 흐르는 대한민국의 수도는?", "불국사는 어디에 있나"], top_k=2)
         assert hits[0][0].passage_id == "d1-0"
-        assert hits[1][0].doc_id == "d4"
+        assert hits[1][0].document_id == "d4"
         assert es.bulk_calls == 2  # 4 docs in chunks of 3
         stored = json.loads((tmp_path / "index" / RETRIEVER_CONFIG_FILE).read_text())
         assert (
-            stored["type"] == "elasticsearch" and stored["url"] == es.url and stored["alias"] == "odqa-test"
+            stored["kind"] == "elasticsearch" and stored["url"] == es.url and stored["alias"] == "odqa-test"
         )
         reloaded = load_retriever(tmp_path / "index")
         assert [h.passage_id for h in reloaded.search(["제주도 한라산"], 3)[0]] == [
@@ -304,7 +304,7 @@ def test_bulk_retries_rejected_documents_with_backoff(passages_path: Path, tmp_p
         assert es.bulk_calls == 2  # one request, then one retry of the 3 rejected documents
         (name,) = es.indices
         assert sorted(es.indices[name]["docs"]) == ["d1-0", "d2-0", "d3-0", "d4-0"]
-        assert retriever.search(["신라의 수도"], 1)[0][0].doc_id == "d4"
+        assert retriever.search(["신라의 수도"], 1)[0][0].document_id == "d4"
 
 
 def test_bulk_failure_after_retries_leaves_old_alias_serving(passages_path: Path, tmp_path: Path):
@@ -351,7 +351,7 @@ def test_env_url_overrides_stored_url(passages_path: Path, tmp_path: Path, monke
         (tmp_path / "i" / RETRIEVER_CONFIG_FILE).write_text(json.dumps(stored))
         monkeypatch.setenv("ODQA_ES_URL", es.url)
         assert (
-            retriever_class("elasticsearch").load(tmp_path / "i").search(["부산 항구"], 1)[0][0].doc_id
+            retriever_class("elasticsearch").load(tmp_path / "i").search(["부산 항구"], 1)[0][0].document_id
             == "d2"
         )
 
@@ -371,7 +371,7 @@ def test_real_elasticsearch_nori_round_trip(passages_path: Path, tmp_path: Path,
     retriever = ElasticsearchRetriever.build(config, passages_path, tmp_path / "index")
     retriever = ElasticsearchRetriever.build(config, passages_path, tmp_path / "index")  # exercises the swap
     hits = retriever.search(["한라산이 있는 섬은?", "불국사와 석굴암"], top_k=2)
-    assert hits[0][0].doc_id == "d3" and hits[1][0].doc_id == "d4"
+    assert hits[0][0].document_id == "d3" and hits[1][0].document_id == "d4"
     indices = retriever.client.indices.get_alias(name="odqa-pytest").body
     assert len(indices) == 1
     for name in indices:

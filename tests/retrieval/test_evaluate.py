@@ -9,15 +9,15 @@ from odqa.retrieval.evaluate import evaluate_retrieval, plot_recall_curves, retr
 from odqa.schema import Hit, QAExample, RetrievalResult
 
 
-def hit(doc_id: str, text: str = "") -> Hit:
-    return Hit(f"{doc_id}-0", doc_id, doc_id.upper(), text or f"text of {doc_id}", 1.0)
+def hit(document_id: str, text: str = "") -> Hit:
+    return Hit(f"{document_id}-0", document_id, document_id.upper(), text or f"text of {document_id}", 1.0)
 
 
-def example(qid: str, doc_id: str, answer: str | None = None) -> QAExample:
+def example(qid: str, document_id: str, answer: str | None = None) -> QAExample:
     context = f"context with {answer}" if answer else ""
     answers = {"answer_start": [13], "text": [answer]} if answer else {"answer_start": [], "text": []}
     return QAExample(
-        id=qid, question=f"question {qid}?", context=context, document_id=doc_id, answers=answers
+        id=qid, question=f"question {qid}?", context=context, document_id=document_id, answers=answers
     )
 
 
@@ -101,7 +101,7 @@ def test_bad_retrieved_file_names_the_record(tmp_path):
     write_qa(qa_path, [example("a", "d1")])
     bad = tmp_path / "retrieved.jsonl"
     write_jsonl(bad, [RetrievalResult("a", "?", [hit("d1")]).to_dict(), {"id": "b", "passages": []}])
-    with pytest.raises(InputError, match=r"retrieved.jsonl \[record result 2\]"):
+    with pytest.raises(InputError, match=r"retrieved.jsonl \[record line 2\]"):
         evaluate_retrieval(bad, qa_path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from odqa.data import load_qa, write_qa
 from odqa.errors import InputError
@@ -17,6 +16,9 @@ from odqa.retrieval.fusion import normalized_score_fusion, reciprocal_rank_fusio
 from odqa.retrieval.hybrid import HybridConfig
 from odqa.retrieval.tuning import tune_fusion_weight
 from odqa.schema import RETRIEVER_CONFIG_FILE, Hit, RetrievalResult
+
+# Tiny models train fastest on one thread; the fixture restores the process-wide count afterwards.
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def ranking(*pairs: tuple[str, float]) -> list[Hit]:
@@ -86,7 +88,6 @@ def test_config_validation():
 @pytest.fixture(scope="module")
 def bm25_and_dense(tmp_path_factory, korquad_articles) -> tuple[Path, Path, Path, Path]:
     """BM25 (bigram) and a tiny dense index over the paragraphs of the first 8 KorQuAD dev articles."""
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("hybrid")
     korquad_articles(root, 8)
     bm25 = build_index("bm25", {"analyzer": "bigram"}, root / "passages.jsonl", root / "indexes" / "bm25")
@@ -119,7 +120,7 @@ def test_hybrid_over_bm25_and_dense(bm25_and_dense):
         "hybrid", {"indexes": [str(bm25), str(dense)], "depth": 30}, None, root / "indexes" / "hybrid"
     )
     stored = json.loads((root / "indexes" / "hybrid" / RETRIEVER_CONFIG_FILE).read_text())
-    assert stored["type"] == "hybrid" and stored["indexes_relative"] == ["../bm25", "../dense"]
+    assert stored["kind"] == "hybrid" and stored["indexes_relative"] == ["../bm25", "../dense"]
     hybrid = load_retriever(root / "indexes" / "hybrid")
     fused = hybrid.search(questions, top_k=5)
     bm25_hits = load_retriever(bm25).search(questions, 30)

@@ -12,58 +12,68 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal, get_args
+
+from pydantic import Field
 
 from odqa.augment.query_rewrite import rewrite_question, rewrite_questions
+from odqa.config import StageConfig
 from odqa.data import load_qa, write_qa
 from odqa.errors import InputError
-from odqa.schema import QAExample
+from odqa.schema import QA_FILE, QAExample
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["AugmentConfig", "augment", "rewrite_question", "rewrite_questions"]
 
-QG_STYLES = ("wh", "cloze")
-QG_SOURCES = ("train", "passages")
+QGStyle = Literal["wh", "cloze"]
+QGSource = Literal["train", "passages"]
+QG_STYLES = get_args(QGStyle)
+QG_SOURCES = get_args(QGSource)
 
 
-@dataclass
-class AugmentConfig:
-    # (a) hard negatives: no-answer examples per question from the BM25 index (needs index_dir); 0 = off
-    hard_negatives: int = 0
-    hard_negative_pool: int = 10  # how many retrieved passages to look through per question
-    hard_negative_weight: float = 1.0
-    # (b) masked-context copies: probability of masking each noun outside the answer; 0 = off
-    mask_prob: float = 0.0
-    mask_token: str = "[MASK]"  # the reader tokenizer's mask string (odqa's WordPiece uses [MASK])
-    # (c) query rewriting: add a copy with particles and interrogative endings dropped
-    query_rewrite: bool = False
-    # (d) question generation: pairs per passage; 0 = off. Source "train": the training contexts;
-    # "passages": every passage of passages_path (the whole corpus — includes eval documents' text).
-    qg_per_passage: int = 0
-    qg_style: str = "wh"
-    qg_model: str | None = None  # a seq2seq model (hub name or local dir) writes the questions instead
-    qg_source: str = "train"
-    qg_max_passages: int | None = None
-    qg_weight: float = 1.0
-    # (e) pseudo-label filter for generated pairs: keep those this reader answers
-    filter_reader: str | None = None
-    filter_metric: str = "f1"
-    filter_threshold: float = 0.5
-    seed: int = 42
-
-    def __post_init__(self) -> None:
-        if self.hard_negatives < 0 or self.qg_per_passage < 0:
-            raise InputError("hard_negatives and qg_per_passage must be >= 0")
-        if not 0.0 <= self.mask_prob <= 1.0:
-            raise InputError("mask_prob must be between 0 and 1")
-        if self.qg_style not in QG_STYLES:
-            raise InputError(f"qg_style must be one of {QG_STYLES}")
-        if self.qg_source not in QG_SOURCES:
-            raise InputError(f"qg_source must be one of {QG_SOURCES}")
-        if self.filter_metric not in ("em", "f1"):
-            raise InputError("filter_metric must be 'em' or 'f1'")
+class AugmentConfig(StageConfig):
+    # (a) hard negatives from the retrieval index (needs index_dir)
+    hard_negatives: int = Field(
+        0, ge=0, description="no-answer examples per question from the retrieval index (0: off)"
+    )
+    hard_negative_pool: int = Field(
+        10, ge=1, description="retrieved passages looked through per question for hard negatives"
+    )
+    hard_negative_weight: float = Field(1.0, ge=0, description="loss weight of hard-negative examples")
+    # (b) masked-context copies
+    mask_prob: float = Field(
+        0.0, ge=0, le=1, description="probability of masking each noun outside the answer (0: off)"
+    )
+    mask_token: str = Field(
+        "[MASK]", description="mask string of the reader tokenizer (odqa's WordPiece uses [MASK])"
+    )
+    # (c) query rewriting
+    query_rewrite: bool = Field(
+        False, description="add a copy of each question with particles and interrogative endings dropped"
+    )
+    # (d) question generation. Source "train": the training contexts; "passages": every passage of
+    # passages_path (the whole corpus - includes eval documents' text).
+    qg_per_passage: int = Field(0, ge=0, description="generated questions per passage (0: off)")
+    qg_style: QGStyle = Field("wh", description="rule-based question style")
+    qg_model: str | None = Field(
+        None, description="seq2seq question writer (hub name or local folder) instead of the rules"
+    )
+    qg_source: QGSource = Field(
+        "train", description="what questions are generated from: training contexts or every passage"
+    )
+    qg_max_passages: int | None = Field(
+        None, ge=1, description="generate from at most this many passages (none: all)"
+    )
+    qg_weight: float = Field(1.0, ge=0, description="loss weight of generated examples")
+    # (e) pseudo-label filter for generated pairs
+    filter_reader: str | None = Field(
+        None, description="reader folder: keep only the generated pairs it answers (none: keep all)"
+    )
+    filter_metric: Literal["em", "f1"] = Field("f1", description="how the filter reader's answer is scored")
+    filter_threshold: float = Field(0.5, description="keep a generated pair when its score is at least this")
+    seed: int = Field(42, description="random seed")
 
 
 def _source_passages(config: AugmentConfig, examples: list[QAExample], passages_path):
@@ -72,12 +82,10 @@ def _source_passages(config: AugmentConfig, examples: list[QAExample], passages_
     if config.qg_source == "passages":
         if passages_path is None:
             raise InputError("qg_source='passages' needs passages_path")
-        from odqa.io import iter_jsonl
-        from odqa.schema import Passage
+        from odqa.data import load_passages
 
         sources = [
-            SourcePassage(p.doc_id, p.title, p.text, p.passage_id)
-            for p in map(Passage.from_dict, iter_jsonl(passages_path))
+            SourcePassage(p.document_id, p.title, p.text, p.passage_id) for p in load_passages(passages_path)
         ]
     else:
         unique = {ex.context: ex for ex in examples if ex.context}
@@ -95,7 +103,7 @@ def augment(
     """Write qa_path plus the switched-on augmentations to out_path; returns counts per technique."""
     examples = load_qa(qa_path).examples
     added: dict[str, list[QAExample]] = {}
-    report: dict = {"config": asdict(config), "input_examples": len(examples)}
+    report: dict = {"config": config.to_dict(), "input_examples": len(examples)}
 
     if config.hard_negatives:
         if index_dir is None:
@@ -153,7 +161,7 @@ def _write_validated(examples: list[QAExample], out_path: Path) -> None:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
     try:
-        tmp = tmp_dir / "qa.jsonl"
+        tmp = tmp_dir / QA_FILE
         write_qa(tmp, examples)
         load_qa(tmp)
         os.replace(tmp, out_path)

@@ -21,7 +21,7 @@ def hard_negative_examples(
         for hit in hits:
             if taken == per_question:
                 break
-            if hit.doc_id == ex.document_id or hit.text in ex.context or ex.context in hit.text:
+            if hit.document_id == ex.document_id or hit.text in ex.context or ex.context in hit.text:
                 continue
             if any(answer in hit.text for answer in ex.answers["text"]):
                 continue
@@ -32,7 +32,7 @@ def hard_negative_examples(
                     question=ex.question,
                     context=hit.text,
                     title=hit.title,
-                    document_id=hit.doc_id,
+                    document_id=hit.document_id,
                     weight=weight,
                 )
             )

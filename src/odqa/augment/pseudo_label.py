@@ -13,14 +13,14 @@ logger = logging.getLogger(__name__)
 
 
 def filter_by_reader(
-    examples: list[QAExample], model_dir: str | Path, metric: str, threshold: float
+    examples: list[QAExample], reader_dir: str | Path, metric: str, threshold: float
 ) -> tuple[list[QAExample], dict]:
     """(kept examples, stats). metric 'em': exact match; 'f1': KorQuAD character F1 >= threshold."""
     from odqa.reader.predict import PredictConfig, Reader, results_from_gold
 
     if not examples:
         return [], {"checked": 0, "kept": 0}
-    reader = Reader.load(model_dir)
+    reader = Reader.load(reader_dir)
     predictions, _ = reader.predict(results_from_gold(examples), PredictConfig(n_best=5))
     kept = []
     for ex in examples:

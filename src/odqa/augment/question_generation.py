@@ -138,7 +138,7 @@ class Seq2SeqQuestionWriter:
 
 @dataclass
 class SourcePassage:
-    doc_id: str
+    document_id: str
     title: str
     text: str
     passage_id: str = ""  # names generated ids when a document was split into several passages
@@ -185,7 +185,7 @@ def generate_questions(
             continue
         source = (
             passage.passage_id
-            or passage.doc_id
+            or passage.document_id
             or hashlib.sha1(passage.text.encode("utf-8")).hexdigest()[:12]
         )
         examples.append(
@@ -194,7 +194,7 @@ def generate_questions(
                 question=question,
                 context=passage.text,
                 title=passage.title,
-                document_id=passage.doc_id,
+                document_id=passage.document_id,
                 answers={"answer_start": [cand.start], "text": [passage.text[cand.start : cand.end]]},
                 weight=weight,
             )

@@ -1,9 +1,20 @@
-"""`odqa validate`, `odqa preprocess`, `odqa prepare-korquad`."""
+"""`odqa validate`, `odqa preprocess`, `odqa prepare-korquad`; config flags are generated from
+PreprocessConfig and KorquadSplitConfig (odqa.cli.options)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+
+from odqa.cli.options import add_config_arguments, config_from_args
+from odqa.data.korquad import KorquadSplitConfig
+from odqa.preprocess import PreprocessConfig
+
+# Old preprocess spellings, until 0.2.
+PREPROCESS_ALIASES = {
+    "--near-dup-threshold": "near_duplicate_threshold",
+    "--exact-dedup-only": ("near_duplicate_threshold", None),
+}
 
 
 def add_commands(subparsers) -> None:
@@ -17,23 +28,14 @@ def add_commands(subparsers) -> None:
     )
     validate.add_argument("--out", help="write the (repaired) examples here as flat JSONL")
     validate.add_argument(
-        "--max-problems", type=int, default=20, help="problems listed in the printed report"
+        "--max-problems", type=int, default=20, help="problems listed in the printed report (default: 20)"
     )
     validate.set_defaults(func=_validate)
 
     pre = subparsers.add_parser("preprocess", help="clean, deduplicate and split documents into passages")
     pre.add_argument("--documents", required=True, help="wikipedia_documents.json, a JSON list or JSONL")
     pre.add_argument("--out", required=True, help="output folder (passages.jsonl, doc_aliases.json, report)")
-    pre.add_argument("--max-chars", type=int, default=1000)
-    pre.add_argument("--overlap-chars", type=int, default=100)
-    pre.add_argument(
-        "--min-chars", type=int, default=20, help="drop documents shorter than this after cleaning"
-    )
-    pre.add_argument(
-        "--near-dup-threshold", type=float, default=0.9, help="MinHash Jaccard for near duplicates"
-    )
-    pre.add_argument("--exact-dedup-only", action="store_true", help="skip near-duplicate detection")
-    pre.add_argument("--no-clean", action="store_true", help="keep the text exactly as given")
+    add_config_arguments(pre, PreprocessConfig, aliases=PREPROCESS_ALIASES)
     pre.set_defaults(func=_preprocess)
 
     kq = subparsers.add_parser("prepare-korquad", help="article-level open-domain split of KorQuAD")
@@ -41,8 +43,7 @@ def add_commands(subparsers) -> None:
         "--squad", help="KorQuAD/SQuAD JSON (default: $ODQA_DATA_DIR/korquad/KorQuAD_v1.0_dev.json)"
     )
     kq.add_argument("--out", required=True, help="output folder (documents.jsonl, train.jsonl, eval.jsonl)")
-    kq.add_argument("--eval-fraction", type=float, default=0.2)
-    kq.add_argument("--seed", type=int, default=42)
+    add_config_arguments(kq, KorquadSplitConfig)
     kq.set_defaults(func=_prepare_korquad)
 
 
@@ -57,25 +58,18 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _preprocess(args: argparse.Namespace) -> int:
-    from odqa.preprocess import PreprocessConfig, preprocess
+    from odqa.preprocess import preprocess
 
-    config = PreprocessConfig(
-        max_chars=args.max_chars,
-        overlap_chars=args.overlap_chars,
-        min_chars=args.min_chars,
-        clean=not args.no_clean,
-        near_duplicate_threshold=None if args.exact_dedup_only else args.near_dup_threshold,
-    )
-    result = preprocess(config, args.documents, args.out)
+    result = preprocess(config_from_args(PreprocessConfig, args), args.documents, args.out)
     print(json.dumps({k: v for k, v in result.report.items() if k != "config"}, ensure_ascii=False))
     return 0
 
 
 def _prepare_korquad(args: argparse.Namespace) -> int:
-    from odqa.data.korquad import KorquadSplitConfig, prepare_korquad
+    from odqa.data.korquad import prepare_korquad
     from odqa.settings import korquad_dev_path
 
-    config = KorquadSplitConfig(eval_fraction=args.eval_fraction, seed=args.seed)
+    config = config_from_args(KorquadSplitConfig, args)
     split = prepare_korquad(config, args.squad or korquad_dev_path(), args.out)
     print(json.dumps({k: v for k, v in split.report.items() if k != "eval_titles"}, ensure_ascii=False))
     return 0

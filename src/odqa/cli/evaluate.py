@@ -1,4 +1,5 @@
-"""`odqa evaluate`: EM/F1 of predictions; the last stdout line is one JSON object."""
+"""`odqa evaluate`: EM/F1 of predictions; the last stdout line is one JSON object. Config flags are
+generated from EvaluateConfig (odqa.cli.options)."""
 
 from __future__ import annotations
 
@@ -6,26 +7,28 @@ import argparse
 import json
 from pathlib import Path
 
+from odqa.cli.options import add_config_arguments, config_from_args
+from odqa.evaluation import EvaluateConfig
+
 
 def add_commands(subparsers) -> None:
     ev = subparsers.add_parser("evaluate", help="exact match and F1 of predictions.json against gold QA")
     ev.add_argument("--data", required=True, help="gold QA (any layout odqa validate reads)")
     ev.add_argument("--predictions", required=True, help="predictions.json {question id: answer text}")
-    ev.add_argument("--metric", choices=["korquad", "squad"], default="korquad")
     ev.add_argument("--retrieved", help="retrieved.jsonl: adds EM/F1 split by gold document retrieved or not")
-    ev.add_argument("--top-k", type=int, help="with --retrieved: only the first K passages count")
     ev.add_argument("--doc-aliases", help="doc_aliases.json from preprocess (duplicate documents)")
     ev.add_argument("--out", help="metrics.json (default: beside the predictions)")
+    add_config_arguments(ev, EvaluateConfig)
     ev.set_defaults(func=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from odqa.evaluation import EvaluateConfig, evaluate
+    from odqa.evaluation import evaluate
     from odqa.schema import METRICS_FILE
 
     out = args.out or Path(args.predictions).with_name(METRICS_FILE)
     metrics = evaluate(
-        EvaluateConfig(metric=args.metric, top_k=args.top_k),
+        config_from_args(EvaluateConfig, args),
         args.data,
         args.predictions,
         out,

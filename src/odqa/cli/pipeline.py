@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from odqa.cli.options import add_deprecated_flag
+
 # Shortcuts for the most used pipeline parameters; any other one via --param name=value (JSON values).
 SHORTCUTS = {
     "data_uri": str,
     "analyzer": str,
-    "index_kind": str,
+    "retriever_kind": str,
     "reader_model": str,
     "epochs": float,
     "top_k": int,
@@ -60,7 +62,14 @@ def add_commands(subparsers) -> None:
 
 def _add_params(p: argparse.ArgumentParser) -> None:
     for name, kind in SHORTCUTS.items():
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None)
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=kind,
+            default=None,
+            help="pipeline parameter (default: the pipeline's)",
+        )
+    add_deprecated_flag(p, "--index-kind", "retriever_kind", "--retriever-kind")
     p.add_argument(
         "--reader-configs",
         type=json.loads,
@@ -78,7 +87,7 @@ def _params(args: argparse.Namespace) -> dict:
     params = {name: getattr(args, name) for name in SHORTCUTS if getattr(args, name) is not None}
     if args.reader_configs is not None:
         params["reader_configs"] = args.reader_configs
-    params.update(parse_assignments(args.param, "pipeline parameter"))
+    params.update(parse_assignments(args.param, "--param"))
     return params
 
 

@@ -1,17 +1,54 @@
-"""`odqa index`, `odqa retrieve`, `odqa eval-retrieval`."""
+"""`odqa index`, `odqa retrieve`, `odqa eval-retrieval`.
+
+A retriever's settings depend on its kind, chosen at run time, so they are `--option key=value` pairs
+validated by that kind's config (errors name `--option`); `odqa index --help` lists every kind's."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from odqa.retrieval.base import RETRIEVER_TYPES
+from odqa.cli.options import add_deprecated_flag
+from odqa.errors import InputError
+from odqa.retrieval.base import RETRIEVER_KINDS
+
+
+class _HelpWithKindOptions(argparse.Action):
+    """`-h/--help` that first lists each retriever kind's options (importing the backends only then)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from odqa.cli.options import config_help
+        from odqa.retrieval.base import retriever_class
+
+        sections = []
+        for kind in sorted(RETRIEVER_KINDS):
+            try:
+                text = config_help(retriever_class(kind).config_class)
+            except ImportError as e:  # a backend whose client library is not installed
+                text = f"  (unavailable here: {e})"
+            sections.append(f"--option keys of --kind {kind}:\n{text}")
+        parser.epilog = "\n\n".join(sections)
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        parser.print_help()
+        parser.exit()
 
 
 def add_commands(subparsers) -> None:
-    index = subparsers.add_parser("index", help="build a retrieval index over passages.jsonl")
-    index.add_argument("--retriever", required=True, choices=sorted(RETRIEVER_TYPES))
-    index.add_argument("--passages", required=True, help="passages.jsonl (from odqa preprocess)")
+    index = subparsers.add_parser("index", help="build a retrieval index over passages.jsonl", add_help=False)
+    index.add_argument(
+        "-h", "--help", action=_HelpWithKindOptions, help="show this help (with every kind's options)"
+    )
+    index.add_argument(
+        "--kind", choices=sorted(RETRIEVER_KINDS), help="retriever kind; required (no default)"
+    )
+    add_deprecated_flag(index, "--retriever", "kind", "--kind", choices=sorted(RETRIEVER_KINDS))
+    index.add_argument(
+        "--passages",
+        help="passages.jsonl (from odqa preprocess); not needed for a hybrid over --option indexes=...",
+    )
     index.add_argument("--out", required=True, help="index folder to create (replaced if it exists)")
     index.add_argument(
         "--analyzer", help="shorthand for --option analyzer=NAME (whitespace, bigram, kiwi, kiwi+bigram)"
@@ -21,21 +58,24 @@ def add_commands(subparsers) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help='retriever setting, value parsed as JSON when possible (k1=1.2, analyzer_options={"pos":["N"]})',
+        help='retriever setting, value parsed as JSON when possible (k1=1.2, analyzer_options={"pos":["N"]}); '
+        "the keys of each kind are listed below with --help",
     )
     index.set_defaults(func=_index)
 
     retrieve = subparsers.add_parser("retrieve", help="top-k passages for every question -> retrieved.jsonl")
     retrieve.add_argument("--index", required=True, help="index folder (from odqa index)")
     retrieve.add_argument("--data", required=True, help="QA file with the questions")
-    retrieve.add_argument("--top-k", type=int, default=20)
+    retrieve.add_argument(
+        "--top-k", type=int, default=20, help="passages retrieved per question (default: 20)"
+    )
     retrieve.add_argument("--out", required=True, help="retrieved.jsonl to write")
     retrieve.set_defaults(func=_retrieve)
 
     ev = subparsers.add_parser("eval-retrieval", help="recall@k and MRR of retrieved.jsonl")
     ev.add_argument("--retrieved", required=True, help="retrieved.jsonl")
     ev.add_argument("--data", required=True, help="QA file with gold document_id and answers")
-    ev.add_argument("--doc-aliases", help="doc_aliases.json from odqa preprocess")
+    ev.add_argument("--doc-aliases", help="doc_aliases.json from odqa preprocess (default: none)")
     ev.add_argument("--out", required=True, help="folder for retrieval_metrics.json and recall_at_k.png")
     ev.set_defaults(func=_eval_retrieval)
 
@@ -44,10 +84,16 @@ def _index(args: argparse.Namespace) -> int:
     from odqa.config import parse_assignments
     from odqa.retrieval.base import build_index
 
-    options = parse_assignments(args.option)
+    if not args.kind:
+        raise InputError(f"--kind is required: one of {', '.join(sorted(RETRIEVER_KINDS))}")
+    options = parse_assignments(args.option, "--option")
+    source = "--option"
     if args.analyzer:
         options["analyzer"] = args.analyzer
-    print(build_index(args.retriever, options, args.passages, args.out))
+        source = "--option/--analyzer"
+    if args.kind != "hybrid" and not args.passages:
+        raise InputError(f"--passages is required for a {args.kind} index")
+    print(build_index(args.kind, options, args.passages, args.out, source=source))
     return 0
 
 

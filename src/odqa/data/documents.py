@@ -16,7 +16,7 @@ _CORE_FIELDS = ("document_id", "doc_id", "title", "text")
 
 
 def load_documents(path: str | os.PathLike) -> list[Document]:
-    """doc_id is the record's `document_id` (or `doc_id`), else its key (dict) or position (list)."""
+    """document_id is the record's `document_id` (or `doc_id`), else its key (dict) or position (list)."""
     path = Path(path)
     if path.suffix == ".jsonl":
         items: Iterable[tuple[str, Any]] = ((str(i), rec) for i, rec in enumerate(iter_jsonl(path)))
@@ -37,7 +37,7 @@ def load_documents(path: str | os.PathLike) -> list[Document]:
 def write_documents(path: str | os.PathLike, documents: Iterable[Document]) -> int:
     """Write documents as JSONL in the same record shape load_documents reads back."""
     return write_jsonl(
-        path, ({"document_id": d.doc_id, "title": d.title, "text": d.text, **d.meta} for d in documents)
+        path, ({"document_id": d.document_id, "title": d.title, "text": d.text, **d.meta} for d in documents)
     )
 
 
@@ -46,18 +46,18 @@ def _iter_documents(items: Iterable[tuple[str, Any]], path: Path) -> Iterator[Do
     for key, rec in items:
         if not isinstance(rec, dict):
             raise InputError("document is not a JSON object", path=path, record=key)
-        doc_id = rec.get("document_id", rec.get("doc_id", key))
-        if doc_id is None or isinstance(doc_id, (dict, list)):
+        document_id = rec.get("document_id", rec.get("doc_id", key))
+        if document_id is None or isinstance(document_id, (dict, list)):
             raise InputError("document_id must be a string or integer", path=path, record=key)
-        doc_id = str(doc_id)
+        document_id = str(document_id)
         if "text" not in rec:
-            raise InputError("missing field 'text'", path=path, record=doc_id)
+            raise InputError("missing field 'text'", path=path, record=document_id)
         text = rec["text"] if rec["text"] is not None else ""
         title = rec.get("title") or ""
         if not isinstance(text, str) or not isinstance(title, str):
-            raise InputError("'text' and 'title' must be strings", path=path, record=doc_id)
-        if doc_id in seen:
-            raise InputError(f"duplicate document id {doc_id!r}", path=path, record=doc_id)
-        seen.add(doc_id)
+            raise InputError("'text' and 'title' must be strings", path=path, record=document_id)
+        if document_id in seen:
+            raise InputError(f"duplicate document id {document_id!r}", path=path, record=document_id)
+        seen.add(document_id)
         meta = {k: v for k, v in rec.items() if k not in _CORE_FIELDS}
-        yield Document(doc_id=doc_id, title=title, text=text, meta=meta)
+        yield Document(document_id=document_id, title=title, text=text, meta=meta)

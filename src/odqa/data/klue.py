@@ -12,8 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import Field
+
+from odqa.config import StageConfig
+from odqa.data.passages import load_passages
 from odqa.errors import InputError
-from odqa.io import iter_jsonl, read_json, write_jsonl
+from odqa.io import read_json, write_jsonl
 from odqa.schema import Passage
 from odqa.settings import klue_dir
 
@@ -22,7 +26,7 @@ log = logging.getLogger(__name__)
 NLI_FILE = "klue-nli-v1.1_dev.json"
 STS_FILE = "klue-sts-v1.1_dev.json"
 NER_FILE = "klue-ner-v1.1_dev.tsv"
-DOC_ID_PREFIX = "klue-"
+DOCUMENT_ID_PREFIX = "klue-"
 
 # `<경찰:OG>` -> `경찰`. One dev sentence has a stray `;` before the tag (`<일:;LC>`); plain angle
 # brackets in the text (a film title `<레이>`) have no `:TAG` and are kept.
@@ -31,12 +35,11 @@ _NER_MARKUP = re.compile(r"<([^<>]+?):;?(PS|LC|OG|DT|TI|QT)>")
 _ORPHAN_TAG = re.compile(r":;?(PS|LC|OG|DT|TI|QT)>")
 
 
-@dataclass
-class DistractorConfig:
-    passage_chars: int = 500  # a passage closes once it reaches this many characters
-    include_nli: bool = True
-    include_sts: bool = True
-    include_ner: bool = True
+class DistractorConfig(StageConfig):
+    passage_chars: int = Field(500, ge=1, description="a passage closes once it reaches this many characters")
+    include_nli: bool = Field(True, description="use the premises of KLUE NLI dev")
+    include_sts: bool = Field(True, description="use the sentences of KLUE STS dev")
+    include_ner: bool = Field(True, description="use the sentences of KLUE NER dev")
 
 
 @dataclass
@@ -104,9 +107,11 @@ def group_into_passages(sentences: Iterable[SourceSentence], passage_chars: int)
         key = (current[0].dataset, current[0].source)
         n = counters.get(key, 0)
         counters[key] = n + 1
-        doc_id = f"{DOC_ID_PREFIX}{key[0]}-{_slug(key[1])}-{n:05d}"
+        document_id = f"{DOCUMENT_ID_PREFIX}{key[0]}-{_slug(key[1])}-{n:05d}"
         text = " ".join(s.text for s in current)
-        passages.append(Passage(passage_id=f"{doc_id}-0", doc_id=doc_id, title="", text=text, start_char=0))
+        passages.append(
+            Passage(passage_id=f"{document_id}-0", document_id=document_id, title="", text=text, start_char=0)
+        )
         current.clear()
 
     for bucket in by_source.values():
@@ -143,10 +148,12 @@ def write_corpus_with_distractors(
     data_dir: str | Path | None = None,
 ) -> Path:
     """Write `passages_path`'s passages followed by the KLUE distractors to `out_path` (passages.jsonl)."""
-    originals = [Passage.from_dict(d) for d in iter_jsonl(passages_path)]
-    taken = {p.doc_id for p in originals if p.doc_id.startswith(DOC_ID_PREFIX)}
+    originals = load_passages(passages_path)
+    taken = {p.document_id for p in originals if p.document_id.startswith(DOCUMENT_ID_PREFIX)}
     if taken:
-        raise InputError(f"doc_ids already use the distractor prefix {DOC_ID_PREFIX!r}", path=passages_path)
+        raise InputError(
+            f"document_ids already use the distractor prefix {DOCUMENT_ID_PREFIX!r}", path=passages_path
+        )
     distractors = build_distractor_passages(config, data_dir)
     write_jsonl(out_path, (p.to_dict() for p in [*originals, *distractors]))
     log.info(

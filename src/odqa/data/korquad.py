@@ -11,32 +11,32 @@ import hashlib
 import logging
 import os
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import Field, field_validator
+
+from odqa.config import StageConfig
 from odqa.data.documents import write_documents
 from odqa.data.output import check_replaceable
 from odqa.data.qa import load_qa, write_qa
 from odqa.errors import InputError
 from odqa.io import atomic_dir, read_json, write_json
-from odqa.schema import Document, QAExample
+from odqa.schema import DOCUMENTS_FILE, EVAL_FILE, SPLIT_REPORT_FILE, TRAIN_FILE, Document, QAExample
 
 logger = logging.getLogger(__name__)
 
-DOCUMENTS_FILE = "documents.jsonl"
-TRAIN_FILE = "train.jsonl"
-EVAL_FILE = "eval.jsonl"
-SPLIT_REPORT_FILE = "split_report.json"
 
+class KorquadSplitConfig(StageConfig):
+    eval_fraction: float = Field(0.2, description="share of articles held out for evaluation, in (0, 1)")
+    seed: int = Field(42, description="random seed of the article split")
 
-@dataclass
-class KorquadSplitConfig:
-    eval_fraction: float = 0.2
-    seed: int = 42
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.eval_fraction < 1.0:
-            raise InputError(f"eval_fraction must be between 0 and 1 (exclusive), got {self.eval_fraction}")
+    @field_validator("eval_fraction")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"must be between 0 and 1 (exclusive), got {value}")
+        return value
 
 
 @dataclass
@@ -47,9 +47,12 @@ class KorquadSplit:
     report: dict
 
 
-def paragraph_doc_id(context: str) -> str:
+def paragraph_document_id(context: str) -> str:
     """Content-derived, so the same paragraph gets the same id in every run and every split."""
     return "kq-" + hashlib.sha1(context.encode("utf-8")).hexdigest()[:12]
+
+
+paragraph_doc_id = paragraph_document_id  # old name, kept until 0.2
 
 
 def prepare_korquad(
@@ -61,13 +64,15 @@ def prepare_korquad(
     examples = loaded.examples
 
     for ex in examples:
-        ex.document_id = paragraph_doc_id(ex.context)
+        ex.document_id = paragraph_document_id(ex.context)
     documents: dict[str, Document] = {}
     for article in read_json(squad_path)["data"]:  # every paragraph, also those without questions
         for paragraph in article["paragraphs"]:
-            doc_id = paragraph_doc_id(paragraph["context"])
-            if doc_id not in documents:
-                documents[doc_id] = Document(doc_id, article.get("title", "") or "", paragraph["context"])
+            document_id = paragraph_document_id(paragraph["context"])
+            if document_id not in documents:
+                documents[document_id] = Document(
+                    document_id, article.get("title", "") or "", paragraph["context"]
+                )
     titles = list(dict.fromkeys(ex.title for ex in examples))  # an article is its title, in file order
     if len(titles) < 2:
         raise InputError("need at least two articles to split", path=squad_path)
@@ -78,7 +83,7 @@ def prepare_korquad(
     evaluation: list[QAExample] = [ex for ex in examples if ex.title in eval_titles]
 
     report = {
-        "config": asdict(config),
+        "config": config.to_dict(),
         "source": str(squad_path),
         "articles": len(titles),
         "train_articles": len(titles) - n_eval,

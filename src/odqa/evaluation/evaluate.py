@@ -5,27 +5,36 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 
-from odqa.data import load_qa
+from pydantic import Field, field_validator
+
+from odqa.config import StageConfig
+from odqa.data import load_doc_aliases, load_qa, load_retrieved
 from odqa.errors import InputError
 from odqa.evaluation.metrics import METRICS, score
-from odqa.io import iter_jsonl, read_json, write_json
+from odqa.io import read_json, write_json
 from odqa.schema import QAExample
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class EvaluateConfig:
-    metric: str = "korquad"
-    top_k: int | None = None  # breakdown: gold counts as retrieved within the first top_k hits (None: all)
+class EvaluateConfig(StageConfig):
+    metric: str = Field(
+        "korquad", description=f"answer normalisation of the official script: {' or '.join(METRICS)}"
+    )
+    top_k: int | None = Field(
+        None,
+        ge=1,
+        description="with retrieved passages: gold counts as retrieved within the first top_k hits "
+        "(none: all)",
+    )
 
-    def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise InputError(f"unknown metric {self.metric!r}; known: {METRICS}")
-        if self.top_k is not None and self.top_k < 1:
-            raise InputError("top_k must be positive")
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in METRICS:
+            raise ValueError(f"unknown metric {value!r}; known: {', '.join(METRICS)}")
+        return value
 
 
 def evaluate(
@@ -52,7 +61,7 @@ def evaluate(
         logger.warning("%d questions have no prediction and score 0", len(examples) - metrics["answered"])
 
     if retrieved_path is not None:
-        aliases = read_doc_aliases(doc_aliases_path) if doc_aliases_path is not None else {}
+        aliases = load_doc_aliases(doc_aliases_path)
         found = gold_retrieved(examples, retrieved_path, aliases, config.top_k, qa_path)
         hit = [g for g in golds if found[g[0]]]
         miss = [g for g in golds if not found[g[0]]]
@@ -78,13 +87,6 @@ def load_predictions(path: str | os.PathLike) -> dict[str, str]:
     return predictions
 
 
-def read_doc_aliases(path: str | os.PathLike) -> dict[str, str]:
-    aliases = read_json(path)
-    if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
-        raise InputError("doc aliases must be a JSON object {dropped doc id: kept doc id}", path=path)
-    return aliases
-
-
 def gold_retrieved(
     examples: list[QAExample],
     retrieved_path: str | os.PathLike,
@@ -94,21 +96,10 @@ def gold_retrieved(
 ) -> dict[str, bool]:
     """{question id: gold document among its retrieved passages}; a question missing from
     retrieved.jsonl counts as not retrieved."""
-    retrieved: dict[str, set[str]] = {}
-    for lineno, record in enumerate(iter_jsonl(retrieved_path), start=1):
-        if "id" not in record or not isinstance(record.get("passages"), list):
-            raise InputError(
-                "retrieved record needs 'id' and a 'passages' list",
-                path=retrieved_path,
-                record=f"line {lineno}",
-            )
-        hits = record["passages"][:top_k] if top_k else record["passages"]
-        try:
-            retrieved[str(record["id"])] = {aliases.get(str(h["doc_id"]), str(h["doc_id"])) for h in hits}
-        except (KeyError, TypeError):
-            raise InputError(
-                "each passage needs a 'doc_id'", path=retrieved_path, record=record["id"]
-            ) from None
+    retrieved = {
+        result.id: {aliases.get(h.document_id, h.document_id) for h in result.passages[:top_k]}
+        for result in load_retrieved(retrieved_path)
+    }
     found = {}
     for ex in examples:
         if not ex.document_id:

@@ -47,20 +47,22 @@ def prepare_data(
     from odqa.data.uri import resolve_data_uri
     from odqa.io import copy_file
     from odqa.reports import markdown_report
-    from odqa.schema import QA_FILE
+    from odqa.schema import DOCUMENTS_FILE, QA_FILE, SPLIT_REPORT_FILE
 
-    config = KorquadSplitConfig(eval_fraction=eval_fraction, seed=split_seed)
+    config = KorquadSplitConfig.from_dict(
+        {"eval_fraction": eval_fraction, "seed": split_seed}, source="eval_fraction/split_seed"
+    )
     with tracking.tracked_stage(
-        mlflow_run.path, "prepare_data", {"source_uri": source_uri, **vars(config)}
+        mlflow_run.path, "prepare_data", {"source_uri": source_uri, **config.to_dict()}
     ) as sr:
         with tempfile.TemporaryDirectory() as tmp:
             split = prepare_korquad(config, resolve_data_uri(source_uri), f"{tmp}/split")
-            copy_file(split.documents_path, documents.path, "documents.jsonl")
+            copy_file(split.documents_path, documents.path, DOCUMENTS_FILE)
             copy_file(split.train_path, train_qa.path, QA_FILE)
             copy_file(split.eval_path, eval_qa.path, QA_FILE)
         counts = {k: v for k, v in split.report.items() if isinstance(v, int)}
         sr.log_metrics(counts)
-        sr.log_dict(split.report, "split_report.json")
+        sr.log_dict(split.report, SPLIT_REPORT_FILE)
         with open(report.path, "w", encoding="utf-8") as f:
             f.write(markdown_report("Data split", counts))
 
@@ -75,16 +77,15 @@ def preprocess(
 ):
     """Clean, deduplicate and chunk documents into passages."""
     from odqa import tracking
-    from odqa.config import typed_config
     from odqa.preprocess import PreprocessConfig, preprocess
     from odqa.reports import flat_metrics, markdown_report
+    from odqa.schema import DOCUMENTS_FILE, PREPROCESS_REPORT_FILE
 
-    with tracking.tracked_stage(mlflow_run.path, "preprocess", config) as sr:
-        result = preprocess(
-            typed_config(PreprocessConfig, config), f"{documents.path}/documents.jsonl", passages.path
-        )
+    settings = PreprocessConfig.from_dict(config, source="preprocess_config")
+    with tracking.tracked_stage(mlflow_run.path, "preprocess", settings.to_dict()) as sr:
+        result = preprocess(settings, f"{documents.path}/{DOCUMENTS_FILE}", passages.path)
         sr.log_metrics(flat_metrics(result.report))
-        sr.log_dict(result.report, "preprocess_report.json")
+        sr.log_dict(result.report, PREPROCESS_REPORT_FILE)
         with open(report.path, "w", encoding="utf-8") as f:
             f.write(markdown_report("Preprocess", result.report))
 
@@ -100,13 +101,13 @@ def augment(
     """Training-data augmentation (an identity copy when every switch is off)."""
     from odqa import tracking
     from odqa.augment import AugmentConfig, augment
-    from odqa.config import typed_config
     from odqa.reports import flat_metrics
     from odqa.schema import PASSAGES_FILE, QA_FILE
 
-    with tracking.tracked_stage(mlflow_run.path, "augment", config) as sr:
+    settings = AugmentConfig.from_dict(config, source="augment_config")
+    with tracking.tracked_stage(mlflow_run.path, "augment", settings.to_dict()) as sr:
         counts = augment(
-            typed_config(AugmentConfig, config),
+            settings,
             f"{train_qa.path}/{QA_FILE}",
             f"{augmented_qa.path}/{QA_FILE}",
             passages_path=f"{passages.path}/{PASSAGES_FILE}",
@@ -118,9 +119,9 @@ def augment(
 def index(
     passages: Input[Dataset],
     train_qa: Input[Dataset],
-    kind: str,
+    retriever_kind: str,
     analyzer: str,
-    options: dict,
+    retriever_options: dict,
     mlflow_run: Input[Artifact],
     index: Output[Model],
 ):
@@ -129,10 +130,16 @@ def index(
     from odqa.retrieval.base import build_index, with_stage_defaults
     from odqa.schema import PASSAGES_FILE, QA_FILE
 
-    options = with_stage_defaults(kind, options, analyzer, f"{train_qa.path}/{QA_FILE}")
-    with tracking.tracked_stage(mlflow_run.path, "index", {"kind": kind, **options}):
-        build_index(kind, options, f"{passages.path}/{PASSAGES_FILE}", index.path)
-        index.metadata["kind"] = kind
+    options = with_stage_defaults(retriever_kind, retriever_options, analyzer, f"{train_qa.path}/{QA_FILE}")
+    with tracking.tracked_stage(mlflow_run.path, "index", {"kind": retriever_kind, **options}):
+        build_index(
+            retriever_kind,
+            options,
+            f"{passages.path}/{PASSAGES_FILE}",
+            index.path,
+            source="retriever_options",
+        )
+        index.metadata["kind"] = retriever_kind
 
 
 @dsl.component(base_image=IMAGE)
@@ -150,10 +157,10 @@ def retrieve(
     (for a hybrid index also each of its members, logged as `<member>.recall@k`)."""
     from odqa import tracking
     from odqa.reports import flat_metrics, html_report
-    from odqa.retrieval.evaluate import PLOT_FILE, evaluate_retrieval
+    from odqa.retrieval.evaluate import evaluate_retrieval
     from odqa.retrieval.hybrid import sub_indexes
     from odqa.retrieval.search import retrieve
-    from odqa.schema import DOC_ALIASES_FILE, QA_FILE, RETRIEVED_FILE
+    from odqa.schema import DOC_ALIASES_FILE, QA_FILE, RECALL_PLOT_FILE, RETRIEVED_FILE
 
     qa_path, aliases = f"{eval_qa.path}/{QA_FILE}", f"{passages.path}/{DOC_ALIASES_FILE}"
     with tracking.tracked_stage(mlflow_run.path, "retrieve", {"top_k": top_k}) as sr:
@@ -164,14 +171,14 @@ def retrieve(
             member_file = retrieve(member_dir, qa_path, f"{member_out}/{RETRIEVED_FILE}", top_k=top_k)
             member_values = evaluate_retrieval(member_file, qa_path, member_out, aliases)
             sr.log_metrics({f"{name}.{k}": v for k, v in flat_metrics(member_values).items()})
-            sr.log_artifact(f"{member_out}/{PLOT_FILE}", f"members/{name}")
+            sr.log_artifact(f"{member_out}/{RECALL_PLOT_FILE}", f"members/{name}")
         flat = flat_metrics(values)
         sr.log_metrics(flat)
-        sr.log_artifact(f"{retrieved.path}/{PLOT_FILE}")
+        sr.log_artifact(f"{retrieved.path}/{RECALL_PLOT_FILE}")
         for k, v in flat.items():
             metrics.log_metric(k.replace("@", "_at_"), v)
         with open(report.path, "w", encoding="utf-8") as f:
-            f.write(html_report("Retrieval", values, [f"{retrieved.path}/{PLOT_FILE}"]))
+            f.write(html_report("Retrieval", values, [f"{retrieved.path}/{RECALL_PLOT_FILE}"]))
 
 
 @dsl.component(base_image=IMAGE)
@@ -187,22 +194,19 @@ def train_reader(
     """Train one extractive reader; `config` (one item of the pipeline's reader_configs) overrides
     the shared reader_model/epochs."""
     from odqa import tracking
-    from odqa.config import typed_config
     from odqa.reader.config import ReaderTrainConfig
     from odqa.reader.train import train_reader
-    from odqa.schema import PASSAGES_FILE, QA_FILE
+    from odqa.schema import PASSAGES_FILE, QA_FILE, READER_CONFIG_FILE, TRAINING_LOSS_PLOT_FILE
 
-    settings = {"reader_model": reader_model or None, "epochs": epochs, **config}
-    with tracking.tracked_stage(mlflow_run.path, "train_reader", settings) as sr:
-        train_reader(
-            typed_config(ReaderTrainConfig, settings),
-            f"{train_qa.path}/{QA_FILE}",
-            reader.path,
-            f"{passages.path}/{PASSAGES_FILE}",
-        )
-        sr.log_artifact(f"{reader.path}/odqa_reader.json")
-        sr.log_artifact(f"{reader.path}/training_loss.png")
-        reader.metadata["config"] = settings
+    settings = ReaderTrainConfig.from_dict(
+        {"reader_model": reader_model or None, "epochs": epochs, **config},
+        source="reader_model/epochs/reader_configs item",
+    )
+    with tracking.tracked_stage(mlflow_run.path, "train_reader", settings.to_dict()) as sr:
+        train_reader(settings, f"{train_qa.path}/{QA_FILE}", reader.path, f"{passages.path}/{PASSAGES_FILE}")
+        sr.log_artifact(f"{reader.path}/{READER_CONFIG_FILE}")
+        sr.log_artifact(f"{reader.path}/{TRAINING_LOSS_PLOT_FILE}")
+        reader.metadata["config"] = settings.to_dict()
 
 
 @dsl.component(base_image=IMAGE)
@@ -215,24 +219,19 @@ def predict(
 ):
     """Read the retrieved passages and write predictions.json + nbest.json."""
     from odqa import tracking
-    from odqa.config import typed_config
     from odqa.reader.config import PredictConfig
     from odqa.reader.predict import predict
     from odqa.reports import score_histogram
-    from odqa.schema import RETRIEVED_FILE
+    from odqa.schema import ANSWER_SCORES_PLOT_FILE, RETRIEVED_FILE
 
-    params = {**config, "reader": reader.metadata.get("config", {})}
+    settings = PredictConfig.from_dict(config, source="score_mode")
+    params = {**settings.to_dict(), "reader": reader.metadata.get("config", {})}
     with tracking.tracked_stage(mlflow_run.path, "predict", params) as sr:
-        result = predict(
-            typed_config(PredictConfig, config),
-            reader.path,
-            f"{retrieved.path}/{RETRIEVED_FILE}",
-            predictions.path,
-        )
+        result = predict(settings, reader.path, f"{retrieved.path}/{RETRIEVED_FILE}", predictions.path)
         sr.log_metrics({"questions": result.questions, "questions_per_second": result.questions_per_second})
         sr.log_artifact(result.predictions_path)
         sr.log_artifact(result.nbest_path)
-        sr.log_artifact(score_histogram(result.nbest_path, f"{predictions.path}/answer_scores.png"))
+        sr.log_artifact(score_histogram(result.nbest_path, f"{predictions.path}/{ANSWER_SCORES_PLOT_FILE}"))
 
 
 @dsl.component(base_image=IMAGE)
@@ -244,15 +243,18 @@ def ensemble(
 ):
     """Combine the readers' n-best lists (one member passes through)."""
     from odqa import tracking
-    from odqa.config import typed_config
     from odqa.ensemble import EnsembleConfig, ensemble
     from odqa.reports import score_histogram
+    from odqa.schema import ANSWER_SCORES_PLOT_FILE, NBEST_FILE, PREDICTIONS_FILE
 
-    with tracking.tracked_stage(mlflow_run.path, "ensemble", {**config, "members": len(members)}) as sr:
-        out = ensemble(typed_config(EnsembleConfig, config), [m.path for m in members], predictions.path)
-        sr.log_artifact(out / "predictions.json")
-        sr.log_artifact(out / "nbest.json")
-        sr.log_artifact(score_histogram(out / "nbest.json", out / "answer_scores.png"))
+    settings = EnsembleConfig.from_dict(config, source="ensemble_config")
+    with tracking.tracked_stage(
+        mlflow_run.path, "ensemble", {**settings.to_dict(), "members": len(members)}
+    ) as sr:
+        out = ensemble(settings, [m.path for m in members], predictions.path)
+        sr.log_artifact(out / PREDICTIONS_FILE)
+        sr.log_artifact(out / NBEST_FILE)
+        sr.log_artifact(score_histogram(out / NBEST_FILE, out / ANSWER_SCORES_PLOT_FILE))
 
 
 @dsl.component(base_image=IMAGE)
@@ -273,8 +275,8 @@ def evaluate(
     from odqa.reports import flat_metrics, markdown_report
     from odqa.schema import DOC_ALIASES_FILE, METRICS_FILE, PREDICTIONS_FILE, QA_FILE, RETRIEVED_FILE
 
-    config = EvaluateConfig(top_k=top_k)
-    with tracking.tracked_stage(mlflow_run.path, "evaluate", vars(config)) as sr:
+    config = EvaluateConfig.from_dict({"top_k": top_k}, source="top_k")
+    with tracking.tracked_stage(mlflow_run.path, "evaluate", config.to_dict()) as sr:
         values = evaluate(
             config,
             f"{eval_qa.path}/{QA_FILE}",
@@ -316,8 +318,11 @@ def register(
 
     tracking_uri, parent_run_id = tracking.read_run_handle(mlflow_run.path)
     qa_path = f"{eval_qa.path}/{QA_FILE}"
-    config = registry.RegisterConfig(model_name, promotion_metric, promotion_margin)
-    with tracking.stage_run(tracking_uri, parent_run_id, "register", vars(config)) as sr:
+    config = registry.RegisterConfig.from_dict(
+        {"model_name": model_name, "metric": promotion_metric, "margin": promotion_margin},
+        source="model_name/promotion_metric/promotion_margin",
+    )
+    with tracking.stage_run(tracking_uri, parent_run_id, "register", config.to_dict()) as sr:
         evaluation = registry.Evaluation(
             read_json(f"{scores.path}/{METRICS_FILE}"),
             registry.file_fingerprint(qa_path),

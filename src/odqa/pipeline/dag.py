@@ -3,12 +3,24 @@ train_reader -> predict) -> ensemble -> evaluate -> register. Compiled to pipeli
 `odqa pipeline compile`; run locally by `odqa pipeline run --local`.
 """
 
+import os
+
 from kfp import dsl, kubernetes
 
 from odqa.pipeline import components as stages
 
 GPU_NODE_SELECTOR = ("cloud.google.com/gke-accelerator", "nvidia-tesla-t4")
 GPU_TOLERATION = "nvidia.com/gpu"
+# The in-cluster Elasticsearch, compiled into the index and retrieve components as ODQA_ES_URL when
+# ODQA_PIPELINE_ES_URL is set at compile time (like ODQA_IMAGE: the schedule job's ConfigMap in
+# manifests/base/recurring-run.yaml sets both). Unset (a local compile), components keep their own.
+PIPELINE_ES_URL = os.environ.get("ODQA_PIPELINE_ES_URL", "")
+
+
+def _elasticsearch(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    if PIPELINE_ES_URL:
+        task.set_env_variable("ODQA_ES_URL", PIPELINE_ES_URL)
+    return task
 
 
 def _resources(task: dsl.PipelineTask, cpu: str, memory: str, cache: bool = True) -> dsl.PipelineTask:
@@ -24,18 +36,18 @@ def odqa_pipeline(
     split_seed: int = 42,
     preprocess_config: dict = {},  # noqa: B006 (KFP needs literal defaults)
     augment_config: dict = {},  # noqa: B006 (KFP needs literal defaults)
-    index_kind: str = "bm25",
+    retriever_kind: str = "bm25",
     analyzer: str = "kiwi+bigram",
-    # More options for the index kind, e.g. for index_kind="hybrid":
+    # More options for the retriever kind, e.g. for retriever_kind="hybrid":
     # {"members": [{"kind": "bm25"}, {"kind": "dense", "epochs": 3}], "fusion": "rrf"}
-    index_options: dict = {},  # noqa: B006 (KFP needs literal defaults)
+    retriever_options: dict = {},  # noqa: B006 (KFP needs literal defaults)
     top_k: int = 20,
     reader_model: str = "",
     epochs: float = 5.0,
-    reader_configs: list = [{"hidden_size": 128, "num_layers": 2, "num_heads": 2, "threads": 2}],  # noqa: B006 (KFP needs literal defaults)
+    reader_configs: list = [{"hidden_size": 128, "num_layers": 2, "num_heads": 2, "num_threads": 2}],  # noqa: B006 (KFP needs literal defaults)
     score_mode: str = "prob_product",
     ensemble_config: dict = {},  # noqa: B006 (KFP needs literal defaults)
-    tracking_uri: str = "http://mlflow.mlflow.svc.cluster.local:5000",
+    tracking_uri: str = "http://mlflow.odqa.svc.cluster.local:5000",
     experiment: str = "odqa",
     run_name: str = "odqa",
     model_name: str = "odqa",
@@ -48,7 +60,7 @@ def odqa_pipeline(
         run_name=run_name,
         params={
             "data_uri": data_uri,
-            "index_kind": index_kind,
+            "retriever_kind": retriever_kind,
             "analyzer": analyzer,
             "top_k": top_k,
             "reader_model": reader_model,
@@ -77,12 +89,13 @@ def odqa_pipeline(
     idx = stages.index(
         passages=prep.outputs["passages"],
         train_qa=data.outputs["train_qa"],
-        kind=index_kind,
+        retriever_kind=retriever_kind,
         analyzer=analyzer,
-        options=index_options,
+        retriever_options=retriever_options,
         **track,
     )
     _resources(idx, "2", "4Gi")
+    _elasticsearch(idx)
 
     ret = stages.retrieve(
         index=idx.outputs["index"],
@@ -92,6 +105,7 @@ def odqa_pipeline(
         **track,
     )
     _resources(ret, "2", "4Gi")
+    _elasticsearch(ret)
 
     # Pipeline parameters inside a dict literal reach the component as strings: only string fields here.
     predict_config = {"score_mode": score_mode}

@@ -20,6 +20,23 @@ logger = logging.getLogger(__name__)
 # Where `odqa pipeline compile` writes, relative to the checkout it runs in (the file is committed).
 PIPELINE_YAML = Path("pipelines") / "odqa_pipeline.yaml"
 PIPELINE_NAME = "odqa"
+# Old pipeline parameter names, accepted until 0.2 with a warning.
+RENAMED_PARAMETERS = {"index_kind": "retriever_kind", "index_options": "retriever_options"}
+
+
+def pipeline_arguments(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters under their current names (old ones renamed, with a warning)."""
+    from odqa.config import warn_deprecated
+
+    renamed = {}
+    for name, value in params.items():
+        new = RENAMED_PARAMETERS.get(name)
+        if new is not None:
+            if new in params:
+                raise InputError(f"give pipeline parameter {new} only, not also its old name {name}")
+            warn_deprecated(f"pipeline parameter {name}", new)
+        renamed[new or name] = value
+    return renamed
 
 
 def load_pipeline():
@@ -106,11 +123,12 @@ def run_local(config: LocalRunConfig) -> LocalRunResult:
     if config.runner not in RUNNERS:
         raise InputError(f"--runner must be one of {', '.join(RUNNERS)}, not {config.runner!r}")
     types = _pipeline_parameters()
-    unknown = sorted(set(config.params) - set(types))
+    named = pipeline_arguments(config.params)
+    unknown = sorted(set(named) - set(types))
     if unknown:
         raise InputError(f"unknown pipeline parameter(s) {unknown}; known: {sorted(types)}")
     # KFP checks argument types strictly: an int given for a float parameter is an error there.
-    given = {k: float(v) if types[k] is float and isinstance(v, int) else v for k, v in config.params.items()}
+    given = {k: float(v) if types[k] is float and isinstance(v, int) else v for k, v in named.items()}
     runs_dir = Path(config.runs_dir).resolve()
     if config.runner == "docker":
         kfp_runner("docker", runs_dir)  # fails fast, before a run folder exists, without a Docker engine
@@ -130,8 +148,9 @@ def run_local(config: LocalRunConfig) -> LocalRunResult:
     parent = _find_parent_run(tracking_uri, params.get("experiment", "odqa"), params["run_name"])
     summary = run_summary(tracking_uri, parent, seconds)
     from odqa.io import write_text
+    from odqa.schema import RUN_SUMMARY_FILE
 
-    write_text(run_dir / "summary.txt", summary)
+    write_text(run_dir / RUN_SUMMARY_FILE, summary)
     return LocalRunResult(run_dir, tracking_uri, parent, summary, seconds)
 
 
@@ -247,7 +266,7 @@ def submit(
     """Submit the pipeline to a Kubeflow Pipelines endpoint; returns the KFP run id."""
     with _package(package) as path:
         run = client_for(host).create_run_from_pipeline_package(
-            str(path), arguments=params, experiment_name=experiment, enable_caching=None
+            str(path), arguments=pipeline_arguments(params), experiment_name=experiment, enable_caching=None
         )
     return run.run_id
 
@@ -271,7 +290,7 @@ def schedule(
             cron_expression=cron,
             max_concurrency=1,
             pipeline_package_path=str(path),
-            params=params,
+            params=pipeline_arguments(params),
             no_catchup=True,
         )
     return job.recurring_run_id

@@ -2,62 +2,131 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal, get_args
 
-from odqa.errors import InputError
+from pydantic import Field, field_validator, model_validator
 
-READER_CONFIG_FILE = "odqa_reader.json"  # inside a reader model folder: windowing + training summary
-SCORE_MODES = ("prob_product", "logit_sum")
+from odqa.config import StageConfig
+from odqa.schema import READER_CONFIG_FILE
 
+__all__ = [
+    "NULL_SCORE_MODES", "READER_CONFIG_FILE", "SCORE_MODES", "PredictConfig", "ReaderSettings", "ReaderTrainConfig",
+]  # fmt: skip
 
-@dataclass
-class ReaderTrainConfig:
-    # None: a BERT trained from scratch with a WordPiece vocabulary learned from the corpus.
-    reader_model: str | None = None
-    vocab_size: int = 8000
-    hidden_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 2
-    intermediate_size: int | None = None  # None: 4 * hidden_size
-    dropout: float = 0.1
-    max_length: int = 256
-    doc_stride: int = 64
-    title_prefix: bool = False
-    max_question_tokens: int = 64  # longer questions are cut so each window keeps room for context
-    # From scratch only: mark context tokens that occur in the question (see ReaderSettings).
-    question_overlap: bool = True
-    epochs: float = 3.0
-    max_steps: int | None = None  # stop after this many steps (overrides epochs when smaller)
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    shuffle: bool = True  # False keeps the file order (curriculum by ordering the file)
-    seed: int = 42
-    threads: int | None = None  # torch.set_num_threads; None leaves torch's default
-    log_every: int = 25
+ScoreMode = Literal["prob_product", "logit_sum"]
+SCORE_MODES = get_args(ScoreMode)
+NullScoreMode = Literal["ignore", "subtract"]
+NULL_SCORE_MODES = get_args(NullScoreMode)
 
 
-@dataclass
-class PredictConfig:
-    score_mode: str = "prob_product"
-    n_best: int = 20
-    max_answer_length: int = 30  # in tokens
-    # Read only the first k retrieved passages (None: all). With BM25 recall@5 at 0.998 on KorQuAD,
-    # reading 20 costs 4x the time and lets a weak reader pick spans from wrong passages.
-    top_k_passages: int | None = 5
-    # Combine with a softmax over the question's retrieval scores (times the probability in
-    # prob_product, plus its log in logit_sum). Measured on KorQuAD dev (bench/README.md): EM 0.95 ->
-    # 2.08 at top-5 for the from-scratch reader, equal to reading the gold passage.
-    use_retrieval_score: bool = True
-    batch_size: int = 64
-    # Cut trailing Korean particles/copulas from answers with Kiwi ("세종대왕은" -> "세종대왕"); measured
-    # EM +0.6, F1 +0.2 on KorQuAD dev (bench/README.md). Off for languages other than Korean.
-    trim_particles: bool = True
-    threads: int | None = None
+class ReaderTrainConfig(StageConfig):
+    renamed_keys = {"threads": "num_threads"}
 
-    def __post_init__(self) -> None:
-        if self.score_mode not in SCORE_MODES:
-            raise InputError(f"score_mode must be one of {SCORE_MODES}, got {self.score_mode!r}")
-        if self.n_best < 1 or self.max_answer_length < 1:
-            raise InputError("n_best and max_answer_length must be positive")
+    reader_model: str | None = Field(
+        None,
+        description="Hugging Face checkpoint (hub name or folder) to fine-tune (none: a small BERT trained "
+        "from scratch with a WordPiece vocabulary learned from the corpus)",
+    )
+    vocab_size: int = Field(8000, ge=100, description="from scratch: WordPiece vocabulary size")
+    hidden_size: int = Field(128, ge=1, description="from scratch: hidden size")
+    num_layers: int = Field(2, ge=1, description="from scratch: transformer layers")
+    num_heads: int = Field(2, ge=1, description="from scratch: attention heads")
+    intermediate_size: int | None = Field(
+        None, ge=1, description="from scratch: feed-forward size (none: 4 x hidden_size)"
+    )
+    dropout: float = Field(0.1, ge=0, lt=1, description="from scratch: dropout probability")
+    max_length: int = Field(256, ge=8, description="tokens per window (question + context)")
+    doc_stride: int = Field(64, ge=1, description="tokens consecutive windows of a long context overlap by")
+    title_prefix: bool = Field(False, description='read contexts as "title\\ncontext"')
+    max_question_tokens: int = Field(
+        64, ge=1, description="longer questions are cut so each window keeps room for context"
+    )
+    question_overlap: bool = Field(
+        True,
+        description="from scratch only: mark context tokens that also occur in the question "
+        "(an extra token type)",
+    )
+    epochs: float = Field(3.0, gt=0, description="passes over the training windows")
+    max_steps: int | None = Field(
+        None, ge=1, description="stop after this many steps when fewer than the epochs take (none: no cap)"
+    )
+    batch_size: int = Field(16, ge=1, description="windows per training step")
+    learning_rate: float = Field(1e-3, gt=0, description="peak AdamW learning rate")
+    warmup_ratio: float = Field(0.1, ge=0, le=1, description="share of steps with a linear warm-up")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    shuffle: bool = Field(
+        True, description="shuffle windows each epoch (off: keep the file order, a curriculum)"
+    )
+    seed: int = Field(42, description="random seed")
+    num_threads: int | None = Field(None, ge=1, description="torch threads (none: torch's default)")
+    log_every: int = Field(25, ge=1, description="steps between loss log lines")
+
+
+class PredictConfig(StageConfig):
+    renamed_keys = {"threads": "num_threads"}
+
+    score_mode: ScoreMode = Field(
+        "prob_product",
+        description="prob_product: softmax(start) x softmax(end) within each window; logit_sum: start + end "
+        "logit",
+    )
+    n_best: int = Field(20, ge=1, description="answer candidates kept per question")
+    max_answer_length: int = Field(30, ge=1, description="longest answer, in tokens")
+    # With BM25 recall@5 at 0.998 on KorQuAD, reading 20 costs 4x the time and lets a weak reader pick
+    # spans from wrong passages.
+    top_k_passages: int | None = Field(
+        5, ge=1, description="read only the first k retrieved passages per question (none or 0: all)"
+    )
+    # Measured on KorQuAD dev (bench/README.md): EM 0.95 -> 2.08 at top-5 for the from-scratch reader.
+    use_retrieval_score: bool = Field(
+        True,
+        description="combine with a softmax over the question's retrieval scores (times the probability "
+        "in prob_product, plus its log in logit_sum)",
+    )
+    batch_size: int = Field(64, ge=1, description="windows per forward pass")
+    # Measured EM +0.6, F1 +0.2 on KorQuAD dev (bench/README.md). Off for languages other than Korean.
+    trim_particles: bool = Field(
+        True,
+        description='cut trailing Korean particles and copulas from answers with Kiwi ("세종대왕은" -> "세종대왕")',
+    )
+    num_threads: int | None = Field(None, ge=1, description="torch threads (none: torch's default)")
+    null_score: NullScoreMode = Field(
+        "ignore",
+        description="subtract: rank each span against its passage's 'no answer here' (CLS) score, so a "
+        "passage the reader itself rejects ranks lower; ignore: the span alone",
+    )
+
+    @field_validator("top_k_passages", mode="before")
+    @classmethod
+    def _zero_means_all(cls, value):
+        """0 reads every passage, as `--top-k-passages 0` always has."""
+        return None if value == 0 or (isinstance(value, str) and value.strip() == "0") else value
+
+
+class ReaderSettings(StageConfig):
+    """How text is windowed; saved with a trained reader (odqa_reader.json) so predict reads text exactly
+    as training did."""
+
+    max_length: int = Field(256, ge=8, description="tokens per window (question + context)")
+    doc_stride: int = Field(64, ge=1, description="tokens consecutive windows of a long context overlap by")
+    title_prefix: bool = Field(False, description='read contexts as "title\\ncontext"')
+    max_question_tokens: int = Field(64, ge=1, description="longer questions are cut")
+    # Context tokens that also occur in the question get token type 2 (DrQA's exact-match feature).
+    # Label-free, so identical at inference; it lets a small reader trained from scratch find the
+    # sentence the question talks about. Needs a model with type_vocab_size 3.
+    question_overlap: bool = Field(False, description="mark context tokens that also occur in the question")
+
+    @model_validator(mode="after")
+    def _room_for_context(self) -> ReaderSettings:
+        if self.question_budget < 1:
+            raise ValueError(
+                f"doc_stride {self.doc_stride} leaves no room in windows of max_length {self.max_length}: "
+                "lower doc_stride or raise max_length"
+            )
+        return self
+
+    @property
+    def question_budget(self) -> int:
+        """Question tokens per window: [CLS] q [SEP] context [SEP] must keep more context tokens than
+        the stride, or the tokenizer panics; so a long question is cut rather than the run failing."""
+        return min(self.max_question_tokens, self.max_length - 3 - self.doc_stride - 1)

@@ -11,36 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from odqa.errors import InputError
+from odqa.reader.config import ReaderSettings
 from odqa.schema import QAExample
 
-CLS_INDEX = 0  # BERT-style tokenizers put [CLS] first; labels for "no answer in this window" point here.
-
-
-@dataclass
-class ReaderSettings:
-    """How text is windowed; saved with a trained reader so predict reads text exactly as training did."""
-
-    max_length: int = 256
-    doc_stride: int = 64
-    title_prefix: bool = False
-    max_question_tokens: int = 64
-    # Context tokens that also occur in the question get token type 2 (DrQA's exact-match feature).
-    # Label-free, so identical at inference; it lets a small reader trained from scratch find the
-    # sentence the question talks about. Needs a model with type_vocab_size 3.
-    question_overlap: bool = False
-
-    def __post_init__(self) -> None:
-        if self.question_budget < 1:
-            raise InputError(
-                f"doc_stride {self.doc_stride} leaves no room in windows of max_length {self.max_length}: "
-                "lower doc_stride or raise max_length"
-            )
-
-    @property
-    def question_budget(self) -> int:
-        """Question tokens per window: [CLS] q [SEP] context [SEP] must keep more context tokens than
-        the stride, or the tokenizer panics; so a long question is cut rather than the run failing."""
-        return min(self.max_question_tokens, self.max_length - 3 - self.doc_stride - 1)
+__all__ = ["InferenceFeature", "ReaderSettings", "cls_position", "inference_features", "train_features"]
 
 
 def reader_context(title: str, context: str, title_prefix: bool) -> tuple[str, int]:
@@ -101,6 +75,19 @@ def _encode(tokenizer, questions: list[str], contexts: list[str], settings: Read
     return enc
 
 
+def cls_position(tokenizer, input_ids: list[int]) -> int:
+    """Where this window's CLS token is: "no answer here" labels and null scores point at it.
+
+    Found in the window as the transformers QA example does (`input_ids.index(cls_token_id)`), since a
+    RoBERTa/XLM-R `<s>` or another post-processor need not put it at index 0."""
+    cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    if cls_id is None or cls_id not in input_ids:
+        raise InputError(
+            "the reader's tokenizer puts no CLS (or BOS) token in its windows: no position for 'no answer'"
+        )
+    return input_ids.index(cls_id)
+
+
 def _model_inputs(tokenizer, enc, i: int) -> dict[str, list[int]]:
     return {name: enc[name][i] for name in tokenizer.model_input_names if name in enc}
 
@@ -124,8 +111,11 @@ def train_features(
     for i, offsets in enumerate(enc["offset_mapping"]):
         example_index = enc["overflow_to_sample_mapping"][i]
         ex = examples[example_index]
-        start_pos, end_pos = answer_token_span(ex, shifts[example_index], offsets, enc.sequence_ids(i))
         feature = _model_inputs(tokenizer, enc, i)
+        cls_index = cls_position(tokenizer, feature["input_ids"])
+        start_pos, end_pos = answer_token_span(
+            ex, shifts[example_index], offsets, enc.sequence_ids(i), cls_index
+        )
         feature.update(
             start_positions=start_pos, end_positions=end_pos, weight=ex.weight, example_index=example_index
         )
@@ -134,19 +124,24 @@ def train_features(
 
 
 def answer_token_span(
-    ex: QAExample, shift: int, offsets: list[tuple[int, int]], sequence_ids: list[int | None]
+    ex: QAExample,
+    shift: int,
+    offsets: list[tuple[int, int]],
+    sequence_ids: list[int | None],
+    cls_index: int,
 ) -> tuple[int, int]:
-    """Token indices of the (first) answer in this window, or (CLS, CLS) when it is absent or cut."""
+    """Token indices of the (first) answer in this window, or (cls_index, cls_index) when it is absent
+    or cut."""
     if not ex.is_answerable:
-        return CLS_INDEX, CLS_INDEX
+        return cls_index, cls_index
     start_char = ex.answers["answer_start"][0] + shift
     end_char = start_char + len(ex.answers["text"][0])
     context_tokens = [t for t, s in enumerate(sequence_ids) if s == 1]
     if not context_tokens:
-        return CLS_INDEX, CLS_INDEX
+        return cls_index, cls_index
     first, last = context_tokens[0], context_tokens[-1]
     if not (offsets[first][0] <= start_char and offsets[last][1] >= end_char):
-        return CLS_INDEX, CLS_INDEX
+        return cls_index, cls_index
     start = first
     while start <= last and offsets[start][0] <= start_char:
         start += 1
@@ -159,11 +154,13 @@ def answer_token_span(
 @dataclass
 class InferenceFeature:
     """One window of one (question, passage) pair; `offsets[t]` is None for tokens that cannot be answers
-    (question, special tokens, title prefix), otherwise char offsets into the passage text."""
+    (question, special tokens, title prefix), otherwise char offsets into the passage text; `cls_index`
+    is where the window's CLS token is (its start+end logits there are the "no answer here" score)."""
 
     pair_index: int
     inputs: dict[str, list[int]]
     offsets: list[tuple[int, int] | None]
+    cls_index: int
 
 
 def inference_features(
@@ -184,5 +181,8 @@ def inference_features(
             (s - shift, e - shift) if seq == 1 and s >= shift and e > s else None
             for (s, e), seq in zip(offsets, sequence_ids, strict=True)
         ]
-        features.append(InferenceFeature(pair_index, _model_inputs(tokenizer, enc, i), span_offsets))
+        inputs = _model_inputs(tokenizer, enc, i)
+        features.append(
+            InferenceFeature(pair_index, inputs, span_offsets, cls_position(tokenizer, inputs["input_ids"]))
+        )
     return features

@@ -4,6 +4,10 @@ Every retrieved passage of a question is read; each window proposes its n-best s
 candidates are ranked together. `logit_sum` ranks by start_logit + end_logit, which are not comparable
 across passages; `prob_product` ranks by softmax(start) * softmax(end) over each window's context tokens,
 so every window's best span is scored on the same 0..1 scale.
+
+Each window's CLS logits are kept too, as the transformers question-answering example does: they are
+the reader's own "no answer in this window" score, and with `null_score="subtract"` they down-rank the
+spans of a passage the reader rejects (see `span_score`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +25,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
+from odqa.data import load_retrieved
 from odqa.errors import InputError
-from odqa.io import iter_jsonl, read_json, write_json
+from odqa.io import read_json, write_json
 from odqa.reader.config import READER_CONFIG_FILE, PredictConfig
 from odqa.reader.features import InferenceFeature, ReaderSettings, inference_features
 from odqa.schema import NBEST_FILE, PREDICTIONS_FILE, Hit, QAExample, RetrievalResult
@@ -47,6 +54,63 @@ class PredictResult:
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max())
     return e / e.sum()
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Use n torch threads inside the block and restore the previous count afterwards, so one stage's
+    setting does not leak into the rest of the process (tests, serving, the next stage). None or 0:
+    leave torch as it is."""
+    if n is not None and n < 0:
+        raise InputError(f"threads must be positive, got {n}")
+    if not n:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def pad_windows(tokenizer, inputs: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+    """Windows padded to the batch's longest by the tokenizer itself (its pad id and pad token type;
+    question-overlap token types survive), with an attention mask. Always on the right: training
+    labels and the CLS/offset positions of a window are indices into its unpadded tokens."""
+    if tokenizer.pad_token_id is None:
+        raise InputError("the reader's tokenizer has no padding token: set tokenizer.pad_token")
+    return dict(
+        tokenizer.pad(
+            inputs,
+            padding="longest",
+            padding_side="right",
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+    )
+
+
+@dataclass
+class NullScore:
+    """A passage's "no answer here" score: min over its windows, as the transformers QA example takes
+    the min null score over an example's features (the window most likely to hold the answer decides)."""
+
+    logit: float  # start_logit[CLS] + end_logit[CLS]
+    prob: float  # softmax(start)[CLS] * softmax(end)[CLS], softmax over the whole window as in training
+
+    def merge(self, other: NullScore) -> NullScore:
+        return NullScore(min(self.logit, other.logit), min(self.prob, other.prob))
+
+
+def window_null_score(start_logits: np.ndarray, end_logits: np.ndarray, cls_index: int) -> NullScore:
+    """One window's null score. The probability uses a softmax over every token of the window (the
+    distribution the training loss shapes), not the context-only softmax of the span probabilities."""
+    s_probs, e_probs = _softmax(start_logits), _softmax(end_logits)
+    return NullScore(
+        float(start_logits[cls_index] + end_logits[cls_index]),
+        float(s_probs[cls_index] * e_probs[cls_index]),
+    )
 
 
 def feature_spans(
@@ -85,11 +149,24 @@ def feature_spans(
     return spans
 
 
-def span_score(span: dict, score_mode: str, retrieval_prob: float | None) -> float:
+def span_score(
+    span: dict, score_mode: str, retrieval_prob: float | None, null: NullScore | None = None
+) -> float:
+    """The score a span is ranked by across a question's passages.
+
+    With `null` (null_score="subtract"): in logit_sum, span logit - passage null logit, the margin the
+    transformers QA example compares against its threshold. In prob_product, p_span * (1 - p_null): the
+    chain P(answer in this passage) * P(span | answer in it), which keeps the 0..1 scale that makes
+    prob_product comparable across passages and multiplies cleanly with the retrieval probability (the
+    ratio p_span / p_null would only be exp(logit margin), unbounded, with the scale lost)."""
     if score_mode == "logit_sum":
         score = span["start_logit"] + span["end_logit"]
+        if null is not None:
+            score -= null.logit
         return score + math.log(max(retrieval_prob, 1e-30)) if retrieval_prob is not None else score
     score = span["start_prob"] * span["end_prob"]
+    if null is not None:
+        score *= 1.0 - null.prob
     return score * retrieval_prob if retrieval_prob is not None else score
 
 
@@ -103,18 +180,6 @@ def results_from_gold(examples: list[QAExample]) -> list[RetrievalResult]:
         )
         for ex in examples
     ]
-
-
-def load_retrieved(path: str | Path) -> list[RetrievalResult]:
-    results = []
-    for n, record in enumerate(iter_jsonl(path), start=1):
-        try:
-            results.append(RetrievalResult.from_dict(record))
-        except (KeyError, TypeError, ValueError) as e:
-            raise InputError(
-                f"not a retrieval result ({type(e).__name__}: {e})", path=path, record=f"line {n}"
-            ) from None
-    return results
 
 
 class Reader:
@@ -131,18 +196,13 @@ class Reader:
     def load(cls, model_dir: str | Path) -> Reader:
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
-            raise InputError("reader model folder not found", path=model_dir)
+            raise InputError("reader folder not found", path=model_dir)
         config_path = model_dir / READER_CONFIG_FILE
-        settings = ReaderSettings()
-        if config_path.is_file():
-            saved = read_json(config_path)
-            settings = ReaderSettings(
-                max_length=int(saved["max_length"]),
-                doc_stride=int(saved["doc_stride"]),
-                title_prefix=bool(saved["title_prefix"]),
-                max_question_tokens=int(saved.get("max_question_tokens", ReaderSettings.max_question_tokens)),
-                question_overlap=bool(saved.get("question_overlap", False)),
-            )
+        saved = read_json(config_path) if config_path.is_file() else {}
+        # odqa_reader.json also holds the training summary: only the windowing keys are settings.
+        settings = ReaderSettings.from_dict(
+            {k: v for k, v in saved.items() if k in ReaderSettings.model_fields}, source=config_path
+        )
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         model = AutoModelForQuestionAnswering.from_pretrained(str(model_dir))
         return cls(model, tokenizer, settings)
@@ -157,7 +217,7 @@ class Reader:
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         with torch.inference_mode():
             for batch in tqdm(batches, desc="read", unit="batch", leave=False):
-                inputs = pad_batch([features[i].inputs for i in batch], self.tokenizer.pad_token_id)
+                inputs = pad_windows(self.tokenizer, [features[i].inputs for i in batch])
                 outputs = self.model(**{k: v.to(device) for k, v in inputs.items()})
                 starts = outputs.start_logits.float().cpu().numpy()
                 ends = outputs.end_logits.float().cpu().numpy()
@@ -168,8 +228,10 @@ class Reader:
 
     def predict(self, results: list[RetrievalResult], config: PredictConfig) -> tuple[dict, dict]:
         """Returns (predictions {id: text}, nbest {id: [entry, ...]}) with entries as in DESIGN.md."""
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        with torch_threads(config.num_threads):
+            return self._predict(results, config)
+
+    def _predict(self, results: list[RetrievalResult], config: PredictConfig) -> tuple[dict, dict]:
         predictions: dict = {}
         nbest: dict = {}
         # Questions go through in chunks so memory stays bounded however many questions there are.
@@ -210,23 +272,33 @@ def select_answers(
         scores = np.array([h.score for h in result.passages[: config.top_k_passages]], dtype=np.float64)
         retrieval_probs.append(_softmax(scores) if config.use_retrieval_score and scores.size else None)
 
+    nulls: dict[int, NullScore] = {}  # per (question, passage) pair: min over its windows
+    for feature, (starts, ends) in zip(features, logits, strict=True):
+        null = window_null_score(starts, ends, feature.cls_index)
+        seen = nulls.get(feature.pair_index)
+        nulls[feature.pair_index] = null if seen is None else seen.merge(null)
+
     candidates: list[list[dict]] = [[] for _ in results]
     for feature, (starts, ends) in zip(features, logits, strict=True):
         qi, rank = pairs[feature.pair_index]
         hit = results[qi].passages[rank]
         probs = retrieval_probs[qi]
         retrieval_prob = float(probs[rank]) if probs is not None else None
+        null = nulls[feature.pair_index]
+        ranking_null = null if config.null_score == "subtract" else None
         for span in feature_spans(starts, ends, feature.offsets, config.n_best, config.max_answer_length):
             candidates[qi].append(
                 {
                     "text": hit.text[span["start_char"] : span["end_char"]],
-                    "score": span_score(span, config.score_mode, retrieval_prob),
+                    "score": span_score(span, config.score_mode, retrieval_prob, ranking_null),
                     "start_logit": span["start_logit"],
                     "end_logit": span["end_logit"],
                     "start_prob": span["start_prob"],
                     "end_prob": span["end_prob"],
+                    "null_score": null.logit,
+                    "null_prob": null.prob,
                     "passage_id": hit.passage_id,
-                    "doc_id": hit.doc_id,
+                    "document_id": hit.document_id,
                     "passage_rank": rank + 1,
                     "retrieval_score": hit.score,
                 }
@@ -258,23 +330,6 @@ def select_answers(
         nbest[result.id] = best
         predictions[result.id] = best[0]["text"] if best else ""
     return predictions, nbest
-
-
-def pad_batch(inputs: list[dict[str, list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a list of model inputs to the longest one (attention_mask 0 on padding)."""
-    width = max(len(x["input_ids"]) for x in inputs)
-    batch = {}
-    for name in inputs[0]:
-        pad = pad_token_id if name == "input_ids" else 0
-        batch[name] = torch.tensor(
-            [x[name] + [pad] * (width - len(x[name])) for x in inputs], dtype=torch.long
-        )
-    if "attention_mask" not in batch:
-        batch["attention_mask"] = torch.tensor(
-            [[1] * len(x["input_ids"]) + [0] * (width - len(x["input_ids"])) for x in inputs],
-            dtype=torch.long,
-        )
-    return batch
 
 
 def _write(predictions: dict, nbest: dict, out_dir: str | Path, n: int, seconds: float) -> PredictResult:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -29,13 +28,13 @@ from odqa.errors import InputError
 from odqa.io import atomic_dir, write_json
 from odqa.reader.config import READER_CONFIG_FILE, ReaderTrainConfig
 from odqa.reader.features import ReaderSettings, train_features
-from odqa.reader.predict import pad_batch
-from odqa.schema import QAExample
+from odqa.reader.predict import pad_windows, torch_threads
+from odqa.schema import TRAINING_LOSS_PLOT_FILE, QAExample
 from odqa.text.wordpiece import train_wordpiece_tokenizer
 
 log = logging.getLogger(__name__)
 
-LOSS_PLOT_FILE = "training_loss.png"
+LOSS_PLOT_FILE = TRAINING_LOSS_PLOT_FILE
 
 
 def _load_examples(path: str | Path) -> list[QAExample]:
@@ -124,16 +123,21 @@ def train_reader(
     corpus_path: str | Path | None = None,
 ) -> Path:
     """Train on qa.jsonl and write a Hugging Face model folder (+ tokenizer + odqa_reader.json)."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    with torch_threads(config.num_threads):
+        return _train_reader(config, train_qa_path, out_dir, corpus_path)
+
+
+def _train_reader(
+    config: ReaderTrainConfig, train_qa_path: str | Path, out_dir: str | Path, corpus_path: str | Path | None
+) -> Path:
     set_seed(config.seed)
     examples = _load_examples(train_qa_path)
     out_dir = Path(out_dir)
     settings = ReaderSettings(
-        config.max_length,
-        config.doc_stride,
-        config.title_prefix,
-        config.max_question_tokens,
+        max_length=config.max_length,
+        doc_stride=config.doc_stride,
+        title_prefix=config.title_prefix,
+        max_question_tokens=config.max_question_tokens,
         question_overlap=config.question_overlap and not config.reader_model,
     )  # validated before any training work
     with atomic_dir(out_dir) as tmp:
@@ -146,9 +150,9 @@ def train_reader(
         write_json(
             tmp / READER_CONFIG_FILE,
             {
-                **asdict(settings),
+                **settings.to_dict(),
                 "reader_model": config.reader_model,
-                "train_config": asdict(config),
+                "train_config": config.to_dict(),
                 "training": summary,
             },
         )
@@ -200,7 +204,7 @@ def _train_loop(config: ReaderTrainConfig, model, tokenizer, features: list[dict
         order = list(order)
         for b in range(0, len(order), config.batch_size):
             batch = [features[i] for i in order[b : b + config.batch_size]]
-            inputs = pad_batch([{n: f[n] for n in input_names} for f in batch], tokenizer.pad_token_id)
+            inputs = pad_windows(tokenizer, [{n: f[n] for n in input_names} for f in batch])
             outputs = model(**inputs)
             loss = weighted_span_loss(
                 outputs.start_logits,
@@ -234,7 +238,7 @@ def _train_loop(config: ReaderTrainConfig, model, tokenizer, features: list[dict
         "seconds": round(seconds, 2),
         "tokens": tokens,
         "tokens_per_second": tokens / seconds if seconds > 0 else 0.0,
-        "threads": torch.get_num_threads(),
+        "num_threads": torch.get_num_threads(),
         "first_loss": history[0][1] if history else float("nan"),
         "final_loss": history[-1][1] if history else float("nan"),
         "loss_history": history,

@@ -1,24 +1,27 @@
 """The one retriever interface. Every backend (embedded BM25, Elasticsearch, dense, hybrid) builds an
-index folder holding `retriever.json` ({"type": NAME, ...settings}) and is loaded back by type."""
+index folder holding `retriever.json` ({"kind": NAME, ...settings, ...facts about the index}) and is
+loaded back by kind."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from odqa.config import StageConfig
 from odqa.errors import InputError
 from odqa.io import read_json
 from odqa.schema import RETRIEVER_CONFIG_FILE, Hit
 
-# type name -> "module:Class"; each class has classmethod load(index_dir) -> Retriever.
-RETRIEVER_TYPES: dict[str, str] = {
+# kind -> "module:Class"; each class has classmethod load(index_dir) -> Retriever.
+RETRIEVER_KINDS: dict[str, str] = {
     "bm25": "odqa.retrieval.bm25:BM25Retriever",
     "elasticsearch": "odqa.retrieval.elastic:ElasticsearchRetriever",
     "dense": "odqa.retrieval.dense:DenseRetriever",
     "hybrid": "odqa.retrieval.hybrid:HybridRetriever",
 }
+LEGACY_KIND_KEY = "type"  # what retriever.json called the kind before 0.2
 
 
 @runtime_checkable
@@ -28,59 +31,77 @@ class Retriever(Protocol):
         ...
 
 
+def saved_kind(saved: Any) -> str | None:
+    """The kind a retriever.json names (`kind`, or `type` in folders built before 0.2)."""
+    if not isinstance(saved, dict):
+        return None
+    return saved.get("kind", saved.get(LEGACY_KIND_KEY))
+
+
 def load_retriever(index_dir: str | Path) -> Retriever:
     index_dir = Path(index_dir)
     config_path = index_dir / RETRIEVER_CONFIG_FILE
     if not config_path.is_file():
         raise InputError(f"not an odqa index folder (no {RETRIEVER_CONFIG_FILE})", path=index_dir)
-    config = read_json(config_path)
-    kind = config.get("type") if isinstance(config, dict) else None
-    if kind not in RETRIEVER_TYPES:
+    kind = saved_kind(read_json(config_path))
+    if kind not in RETRIEVER_KINDS:
         raise InputError(
-            f"unknown retriever type {kind!r}; known: {sorted(RETRIEVER_TYPES)}", path=config_path
+            f"unknown retriever kind {kind!r}; known: {sorted(RETRIEVER_KINDS)}", path=config_path
         )
     return retriever_class(kind).load(index_dir)
 
 
 def read_retriever_config(index_dir: str | Path, kind: str) -> tuple[Path, dict[str, Any]]:
-    """(path, settings) of an index folder's retriever.json, which must say it is a `kind` index."""
+    """(path, contents) of an index folder's retriever.json, which must say it is a `kind` index."""
     config_path = Path(index_dir) / RETRIEVER_CONFIG_FILE
     saved = read_json(config_path)
-    if not isinstance(saved, dict) or saved.get("type") != kind:
-        raise InputError(f"not a {kind} index (retriever.json type is not {kind!r})", path=config_path)
+    if saved_kind(saved) != kind:
+        raise InputError(f"not a {kind} index (retriever.json kind is not {kind!r})", path=config_path)
     return config_path, saved
 
 
+def load_retriever_config(
+    index_dir: str | Path, kind: str, config_class: type[StageConfig], facts: Iterable[str] = ()
+) -> tuple[StageConfig, dict[str, Any]]:
+    """(config, saved) from an index folder's retriever.json. The file holds the kind, the config's
+    settings and `facts` about the built index (counts, names); anything else is an error, as in
+    any other config source."""
+    config_path, saved = read_retriever_config(index_dir, kind)
+    skip = {"kind", LEGACY_KIND_KEY, *facts}
+    config = config_class.from_dict({k: v for k, v in saved.items() if k not in skip}, source=config_path)
+    return config, saved
+
+
+def saved_retriever_config(kind: str, config: StageConfig, **facts: Any) -> dict[str, Any]:
+    """What a backend writes to retriever.json: its kind, its settings and facts about the index."""
+    return {"kind": kind, **config.to_dict(), **facts}
+
+
 def retriever_class(kind: str) -> type:
-    """The backend class for a type name. Each class has `config_class` (a dataclass), classmethod
+    """The backend class for a kind. Each class has `config_class` (a StageConfig), classmethod
     `build(config, passages_path, index_dir) -> Retriever` and classmethod `load(index_dir)`."""
-    if kind not in RETRIEVER_TYPES:
-        raise InputError(f"unknown retriever type {kind!r}; known: {sorted(RETRIEVER_TYPES)}")
-    module_name, class_name = RETRIEVER_TYPES[kind].split(":")
+    if kind not in RETRIEVER_KINDS:
+        raise InputError(f"unknown retriever kind {kind!r}; known: {sorted(RETRIEVER_KINDS)}")
+    module_name, class_name = RETRIEVER_KINDS[kind].split(":")
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def config_from_options(config_class: type, options: dict[str, Any], source: object = None) -> Any:
-    """A backend's config dataclass from loose options; unknown keys are an InputError, not ignored.
-
-    Also used when loading `retriever.json`, where `source` names the file."""
-    names = {f.name for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(options) - names)
-    if unknown:
-        raise InputError(
-            f"{config_class.__name__} has no option(s) {unknown}; known: {sorted(names)}", path=source
-        )
-    try:
-        return config_class(**options)
-    except (TypeError, ValueError) as e:
-        raise InputError(f"bad {config_class.__name__} options {options!r}: {e}", path=source) from None
+def retriever_config(kind: str, options: dict[str, Any] | None, source: object = None) -> StageConfig:
+    """A `kind` retriever's config from loose options (CLI `--option`s, a KFP parameter, a hybrid
+    member); `source` names where they came from in error messages."""
+    return retriever_class(kind).config_class.from_dict(options or {}, source=source)
 
 
-def build_index(kind: str, options: dict[str, Any], passages_path: str | Path, index_dir: str | Path) -> Path:
+def build_index(
+    kind: str,
+    options: dict[str, Any],
+    passages_path: str | Path | None,
+    index_dir: str | Path,
+    source: object = None,
+) -> Path:
     """Build a `kind` index over passages.jsonl into `index_dir`; returns `index_dir`."""
-    cls = retriever_class(kind)
-    config = config_from_options(cls.config_class, options)
-    cls.build(config, passages_path, index_dir)
+    config = retriever_config(kind, options, source if source is not None else f"{kind} options")
+    retriever_class(kind).build(config, passages_path, index_dir)
     return Path(index_dir)
 
 
@@ -97,6 +118,8 @@ def with_stage_defaults(
     if kind == "hybrid":
         options["members"] = [
             {"kind": m.get("kind"), **with_stage_defaults(m.get("kind", ""), m, analyzer, train_qa)}
+            if isinstance(m, dict)
+            else m  # not a member: HybridConfig says so
             for m in options.get("members", [])
         ]
     return options

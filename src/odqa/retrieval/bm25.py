@@ -5,23 +5,23 @@ already analyzed (benchmarks, batch retrieval), `search` analyzes raw questions 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import bm25s
 import numpy as np
 import scipy.sparse
+from pydantic import Field, ValidationInfo, field_validator
 
+from odqa.config import StageConfig
 from odqa.data import load_passages
 from odqa.errors import InputError
 from odqa.io import atomic_dir, write_json, write_jsonl
-from odqa.retrieval.base import config_from_options, read_retriever_config
+from odqa.retrieval.base import load_retriever_config, saved_retriever_config
 from odqa.schema import PASSAGES_FILE, RETRIEVER_CONFIG_FILE, Hit, Passage
-from odqa.text.analyzers import Analyzer, make_analyzer
+from odqa.text.analyzers import ANALYZERS, Analyzer, make_analyzer, typed_analyzer_options
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +30,40 @@ SCORE_BLOCK = 1 << 24  # floats in one (queries x passages) score block: 64 MiB
 INDEX_INFO_KEYS = ("num_passages", "vocab_size")  # facts about the index in retriever.json, not settings
 
 
-@dataclass
-class BM25Config:
-    analyzer: str = "kiwi+bigram"
-    analyzer_options: dict[str, Any] = field(default_factory=dict)
-    k1: float = 1.5
-    b: float = 0.75
-    method: str = "lucene"  # bm25s: robertson, lucene, atire, bm25l, bm25+
-    title_prefix: bool = True  # index f"{title}\n{text}": titles name the topic questions ask about
+class BM25Config(StageConfig):
+    analyzer: str = Field(
+        "kiwi+bigram", description="how text becomes terms: whitespace, bigram, kiwi or kiwi+bigram"
+    )
+    analyzer_options: dict[str, Any] = Field(
+        default_factory=dict, description='analyzer settings, e.g. {"pos": ["N", "V"]} for kiwi'
+    )
+    k1: float = Field(1.5, ge=0, description="BM25 term-frequency saturation")
+    b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation")
+    method: Literal["robertson", "lucene", "atire", "bm25l", "bm25+"] = Field(
+        "lucene", description="bm25s scoring variant"
+    )
+    title_prefix: bool = Field(
+        True, description='index "title\\ntext": titles name the topic questions ask about'
+    )
+
+    @field_validator("analyzer")
+    @classmethod
+    def _known_analyzer(cls, name: str) -> str:
+        if name not in ANALYZERS:
+            raise ValueError(f"unknown analyzer {name!r}; known: {', '.join(sorted(ANALYZERS))}")
+        return name
+
+    @field_validator("analyzer_options")
+    @classmethod
+    def _typed_analyzer_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Checked against the analyzer now (not at build time), typed as its fields say."""
+        name = info.data.get("analyzer")
+        if name is None:  # the analyzer itself is wrong; that error says so
+            return options
+        try:
+            return typed_analyzer_options(name, options)
+        except InputError as e:
+            raise ValueError(str(e)) from None
 
     def make_analyzer(self) -> Analyzer:
         return make_analyzer(self.analyzer, **self.analyzer_options)
@@ -55,7 +81,7 @@ class BM25Retriever:
         self.analyzer = config.make_analyzer()
         self.model = model
         self.passages = passages
-        self._hit_fields = [(p.passage_id, p.doc_id, p.title, p.text) for p in passages]
+        self._hit_fields = [(p.passage_id, p.document_id, p.title, p.text) for p in passages]
         # bm25s keeps a term-major sparse matrix of per-passage term scores: rows are terms.
         data, term_indices, indptr = (model.scores[key] for key in ("data", "indices", "indptr"))
         self._term_scores = scipy.sparse.csr_matrix(
@@ -84,15 +110,13 @@ class BM25Retriever:
             model.save(str(tmp / BM25S_DIR), show_progress=False)
             write_jsonl(tmp / PASSAGES_FILE, (p.to_dict() for p in passages))
             info = dict(zip(INDEX_INFO_KEYS, (len(passages), len(model.vocab_dict)), strict=True))
-            write_json(tmp / RETRIEVER_CONFIG_FILE, {"type": "bm25", **dataclasses.asdict(config), **info})
+            write_json(tmp / RETRIEVER_CONFIG_FILE, saved_retriever_config("bm25", config, **info))
         return cls(config, model, passages)
 
     @classmethod
     def load(cls, index_dir: str | Path) -> BM25Retriever:
         index_dir = Path(index_dir)
-        config_path, saved = read_retriever_config(index_dir, "bm25")
-        settings = {k: v for k, v in saved.items() if k not in ("type", *INDEX_INFO_KEYS)}
-        config = config_from_options(BM25Config, settings, config_path)
+        config, _ = load_retriever_config(index_dir, "bm25", BM25Config, INDEX_INFO_KEYS)
         try:
             model = bm25s.BM25.load(str(index_dir / BM25S_DIR), load_corpus=False, show_progress=False)
         except (FileNotFoundError, ValueError, OSError) as e:

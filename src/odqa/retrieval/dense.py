@@ -5,7 +5,6 @@ From scratch on a few thousand questions the model is weak; bench/retrievers.py 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -15,10 +14,10 @@ import faiss
 import numpy as np
 import torch
 
-from odqa.data import load_passages, load_qa
+from odqa.data import load_doc_aliases, load_passages, load_qa
 from odqa.errors import InputError
-from odqa.io import atomic_dir, read_json, write_json, write_jsonl
-from odqa.retrieval.base import config_from_options, read_retriever_config
+from odqa.io import atomic_dir, write_json, write_jsonl
+from odqa.retrieval.base import load_retriever_config, saved_retriever_config
 from odqa.retrieval.dense_encoder import (
     LOSS_PLOT_FILE,
     DenseConfig,
@@ -30,11 +29,12 @@ from odqa.retrieval.dense_encoder import (
     train_dual_encoder,
     training_examples,
 )
-from odqa.schema import DOC_ALIASES_FILE, PASSAGES_FILE, RETRIEVER_CONFIG_FILE, Hit, Passage
+from odqa.schema import DOC_ALIASES_FILE, FAISS_FILE, PASSAGES_FILE, RETRIEVER_CONFIG_FILE, Hit, Passage
 
 log = logging.getLogger(__name__)
 
-FAISS_FILE = "passages.faiss"
+# Facts about a built index that retriever.json holds beside the settings.
+INDEX_INFO_KEYS = ("num_passages", "dim", "training", "encoders_from")
 
 
 def build_faiss_index(vectors: np.ndarray, config: DenseConfig) -> faiss.Index:
@@ -51,7 +51,7 @@ def build_faiss_index(vectors: np.ndarray, config: DenseConfig) -> faiss.Index:
 def _doc_aliases_beside(passages_path: Path) -> dict[str, str]:
     """preprocess writes doc_aliases.json next to passages.jsonl; gold documents it dropped map through it."""
     path = passages_path.parent / DOC_ALIASES_FILE
-    return {str(k): str(v) for k, v in read_json(path).items()} if path.is_file() else {}
+    return load_doc_aliases(path if path.is_file() else None)
 
 
 class DenseRetriever:
@@ -79,7 +79,7 @@ class DenseRetriever:
             encoder = source.encoder
             # encoding settings travel with the encoders, so this index encodes queries as they were trained
             kept = ("encoder_model", "pooling", "max_question_tokens", "max_passage_tokens", "title_prefix")
-            config = dataclasses.replace(config, **{name: getattr(source.config, name) for name in kept})
+            config = config.replace(**{name: getattr(source.config, name) for name in kept})
             info["encoders_from"] = str(config.init_from)
         else:
             examples = load_qa(config.train_qa).examples
@@ -117,15 +117,13 @@ class DenseRetriever:
             write_jsonl(tmp / PASSAGES_FILE, (p.to_dict() for p in passages))
             if losses:
                 _plot_losses(losses, tmp / LOSS_PLOT_FILE)
-            write_json(tmp / RETRIEVER_CONFIG_FILE, {"type": "dense", **dataclasses.asdict(config), **info})
+            write_json(tmp / RETRIEVER_CONFIG_FILE, saved_retriever_config("dense", config, **info))
         return cls(config, encoder, index, passages)
 
     @classmethod
     def load(cls, index_dir: str | Path) -> DenseRetriever:
         index_dir = Path(index_dir)
-        config_path, saved = read_retriever_config(index_dir, "dense")
-        names = {f.name for f in dataclasses.fields(DenseConfig)}
-        config = config_from_options(DenseConfig, {k: v for k, v in saved.items() if k in names}, config_path)
+        config, _ = load_retriever_config(index_dir, "dense", DenseConfig, INDEX_INFO_KEYS)
         _set_threads(config.num_threads)
         encoder = DualEncoder.load(index_dir, config)
         if not (index_dir / FAISS_FILE).is_file():
@@ -151,7 +149,7 @@ class DenseRetriever:
                 if i < 0:  # HNSW may return fewer than k
                     continue
                 p = self.passages[i]
-                hits.append(Hit(p.passage_id, p.doc_id, p.title, p.text, float(score)))
+                hits.append(Hit(p.passage_id, p.document_id, p.title, p.text, float(score)))
             results.append(hits)
         return results
 

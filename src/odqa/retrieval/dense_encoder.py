@@ -15,77 +15,89 @@ import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, get_linear_schedule_with_warmup
 
+from odqa.config import StageConfig
 from odqa.errors import InputError
 from odqa.io import write_jsonl
-from odqa.schema import PASSAGES_FILE, Passage, QAExample
+from odqa.schema import PASSAGES_FILE, TRAINING_LOSS_PLOT_FILE, Passage, QAExample
 
 log = logging.getLogger(__name__)
 
 QUESTION_ENCODER_DIR = "question_encoder"
 PASSAGE_ENCODER_DIR = "passage_encoder"
-LOSS_PLOT_FILE = "training_loss.png"
+LOSS_PLOT_FILE = TRAINING_LOSS_PLOT_FILE
 
 
-@dataclass
-class DenseConfig:
-    train_qa: str = (
-        ""  # qa.jsonl whose document_id names each question's gold passage; needed unless init_from
+class DenseConfig(StageConfig):
+    train_qa: str = Field(
+        "",
+        description="qa.jsonl whose document_id names each question's gold passage; needed unless init_from",
     )
-    encoder_model: str = (
-        ""  # Hugging Face checkpoint (name or path) for both encoders; "" = BERT from scratch
+    encoder_model: str = Field(
+        "", description='Hugging Face checkpoint (name or path) for both encoders ("": a BERT from scratch)'
     )
-    init_from: str = ""  # a dense index folder whose trained encoders are reused as they are (no training)
-    vocab_size: int = 8000  # from scratch: WordPiece vocabulary trained on passages + questions
-    hidden_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 2
-    intermediate_size: int = 512
-    max_question_tokens: int = 48
-    max_passage_tokens: int = 256
-    epochs: int = 4
-    batch_size: int = 16
-    learning_rate: float = 5e-4  # from scratch; about 2e-5 suits a pretrained checkpoint
-    warmup_ratio: float = 0.1
-    hard_negatives: int = 1  # BM25 hard negatives per question; 0 = in-batch negatives only
-    hard_negative_depth: int = 30  # how deep in the BM25 ranking to look for them
-    bm25_analyzer: str = "kiwi+bigram"
-    title_prefix: bool = True  # encode f"{title}\n{text}", as the BM25 index does
-    pooling: str = "mean"  # mean of token vectors (learns fast from scratch) | cls (DPR's [CLS] vector)
-    # dot (DPR) | cosine: unit vectors and a temperature, so a passage cannot win on vector length
-    # alone (from scratch, dot products let memorised training passages outrank unseen ones).
-    similarity: str = "dot"
-    temperature: float = 0.05  # cosine only: scores are divided by it in the training loss
-    shared_encoder: bool = False  # one encoder for questions and passages (half the parameters)
+    init_from: str = Field(
+        "", description="a dense index folder whose trained encoders are reused as they are (no training)"
+    )
+    vocab_size: int = Field(
+        8000, ge=100, description="from scratch: WordPiece vocabulary trained on passages + questions"
+    )
+    hidden_size: int = Field(128, ge=1, description="from scratch: hidden size")
+    num_layers: int = Field(2, ge=1, description="from scratch: transformer layers")
+    num_heads: int = Field(2, ge=1, description="from scratch: attention heads")
+    intermediate_size: int = Field(512, ge=1, description="from scratch: feed-forward size")
+    max_question_tokens: int = Field(48, ge=1, description="questions are cut after this many tokens")
+    max_passage_tokens: int = Field(256, ge=1, description="passages are cut after this many tokens")
+    epochs: int = Field(4, ge=0, description="passes over the training questions")
+    batch_size: int = Field(16, ge=2, description="questions per step (at least 2: in-batch negatives)")
+    learning_rate: float = Field(
+        5e-4, gt=0, description="AdamW learning rate (5e-4 from scratch; about 2e-5 suits a checkpoint)"
+    )
+    warmup_ratio: float = Field(0.1, ge=0, le=1, description="share of steps with a linear warm-up")
+    hard_negatives: int = Field(
+        1, ge=0, description="BM25 hard negatives per question (0: in-batch negatives only)"
+    )
+    hard_negative_depth: int = Field(30, ge=1, description="how deep in the BM25 ranking to look for them")
+    bm25_analyzer: str = Field("kiwi+bigram", description="analyzer of the BM25 index for hard negatives")
+    title_prefix: bool = Field(True, description='encode "title\\ntext", as the BM25 index does')
+    pooling: Literal["mean", "cls"] = Field(
+        "mean", description="mean of token vectors (learns fast from scratch) or cls (DPR's [CLS] vector)"
+    )
+    # Cosine: from scratch, dot products let memorised training passages outrank unseen ones.
+    similarity: Literal["dot", "cosine"] = Field(
+        "dot",
+        description="dot (DPR) or cosine: unit vectors and a temperature, so a passage cannot win on "
+        "vector length alone",
+    )
+    temperature: float = Field(0.05, gt=0, description="cosine only: scores are divided by it in the loss")
+    shared_encoder: bool = Field(False, description="one encoder for questions and passages")
     # Inverse cloze task over the whole corpus before QA training (no labels: a sentence of a passage
     # is the query, its passage the positive), so every passage, not only training ones, is seen.
-    ict_epochs: int = 0
-    ict_queries_per_passage: int = 2
-    index_type: str = "flat"  # flat (exact inner product) | hnsw (approximate, for large corpora)
-    hnsw_m: int = 32
-    hnsw_ef_search: int = 128
-    encode_batch_size: int = 64
-    num_threads: int = 0  # torch/faiss threads; 0 leaves the library default
-    seed: int = 13
+    ict_epochs: int = Field(0, ge=0, description="inverse cloze epochs over the corpus before QA training")
+    ict_queries_per_passage: int = Field(2, ge=1, description="inverse cloze queries per passage")
+    index_type: Literal["flat", "hnsw"] = Field(
+        "flat", description="flat (exact inner product) or hnsw (approximate, for large corpora)"
+    )
+    hnsw_m: int = Field(32, ge=2, description="hnsw: neighbours per node")
+    hnsw_ef_search: int = Field(128, ge=1, description="hnsw: candidates looked at per search")
+    encode_batch_size: int = Field(64, ge=1, description="texts per encoder forward pass")
+    num_threads: int = Field(0, ge=0, description="torch/faiss threads (0: the library default)")
+    seed: int = Field(13, description="random seed")
 
-    def __post_init__(self) -> None:
-        if self.similarity not in ("dot", "cosine"):
-            raise InputError(f"similarity must be dot or cosine, not {self.similarity!r}")
-        if self.pooling not in ("mean", "cls"):
-            raise InputError(f"pooling must be mean or cls, not {self.pooling!r}")
-        if self.index_type not in ("flat", "hnsw"):
-            raise InputError(f"index_type must be flat or hnsw, not {self.index_type!r}")
+    @model_validator(mode="after")
+    def _has_encoders(self) -> DenseConfig:
         if not self.train_qa and not self.init_from:
-            raise InputError(
+            raise ValueError(
                 "dense retriever needs train_qa=QA.jsonl (questions with gold documents) or init_from=INDEX_DIR"
             )
-        if self.batch_size < 2:
-            raise InputError("batch_size must be at least 2 (in-batch negatives)")
+        return self
 
 
 @dataclass
@@ -204,7 +216,7 @@ def training_examples(
     BM25 hard negatives; questions whose gold passage is not in the corpus are skipped and counted."""
     by_doc: dict[str, list[int]] = {}
     for i, p in enumerate(passages):
-        by_doc.setdefault(doc_aliases.get(p.doc_id, p.doc_id), []).append(i)
+        by_doc.setdefault(doc_aliases.get(p.document_id, p.document_id), []).append(i)
     paired: list[tuple[QAExample, int, list[str]]] = []
     for e in examples:
         candidates = by_doc.get(doc_aliases.get(e.document_id, e.document_id), [])
@@ -242,10 +254,11 @@ def _bm25_hard_negatives(
         rankings = bm25.search([e.question for e, _, _ in paired], config.hard_negative_depth)
     out = []
     for (_, positive, answers), hits in zip(paired, rankings, strict=True):
-        gold_doc = doc_aliases.get(passages[positive].doc_id, passages[positive].doc_id)
+        gold_document = passages[positive].document_id
+        gold_doc = doc_aliases.get(gold_document, gold_document)
         chosen = []
         for hit in hits:
-            if doc_aliases.get(hit.doc_id, hit.doc_id) == gold_doc or any(
+            if doc_aliases.get(hit.document_id, hit.document_id) == gold_doc or any(
                 a in _nfc(hit.text) for a in answers
             ):
                 continue

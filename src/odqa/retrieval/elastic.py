@@ -11,16 +11,19 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError, helpers
 from elasticsearch import ConnectionError as ESConnectionError
+from pydantic import Field, field_validator
 from tqdm import tqdm
 
+from odqa.config import StageConfig
+from odqa.data import load_passages
 from odqa.errors import InputError
-from odqa.io import atomic_dir, iter_jsonl, read_json, write_json
+from odqa.io import atomic_dir, write_json
+from odqa.retrieval.base import load_retriever_config, saved_retriever_config
 from odqa.schema import RETRIEVER_CONFIG_FILE, Hit, Passage
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,7 @@ URL_ENV = "ODQA_ES_URL"
 DEFAULT_URL = "http://localhost:9200"
 # The nori_part_of_speech default: endings, particles, adverbs, determiners, symbols, affixes.
 DEFAULT_STOPTAGS = "E,IC,J,MAG,MAJ,MM,SP,SSC,SSO,SC,SE,XPN,XSA,XSN,XSV,UNA,NA,VSV"
+INDEX_INFO_KEYS = ("index",)  # retriever.json: the Elasticsearch index the alias pointed at when built
 SIMILARITY = "odqa_bm25"
 ANALYZER = "odqa_korean"
 SHINGLE_ANALYZER = "odqa_korean_shingle"
@@ -42,32 +46,39 @@ class ElasticsearchUnavailable(InputError):
     """The server cannot be reached or lacks what the index needs; the message says which."""
 
 
-@dataclass
-class ElasticsearchConfig:
-    url: str = ""  # empty: $ODQA_ES_URL, else http://localhost:9200
-    alias: str = "odqa-passages"  # searches go through this alias; indices are named "<alias>-<timestamp>"
-    decompound_mode: str = "mixed"  # nori: none | discard | mixed (compound + its parts)
-    stoptags: str = DEFAULT_STOPTAGS  # comma-separated nori POS tags to drop
-    shingle: bool = False  # also index word bigrams (text.shingle) and search them
-    k1: float = 1.2
-    b: float = 0.75
-    title_boost: float = 1.0
-    shards: int = 1
-    replicas: int = 0
-    chunk_size: int = 500  # documents per bulk request
-    max_retries: int = 5  # bulk retries of 429-rejected documents, with exponential back-off
-    initial_backoff: float = 2.0  # seconds before the first bulk retry; doubles each time
-    max_backoff: float = 60.0
-    request_timeout: float = 60.0
-    search_batch_size: int = 64  # queries per _msearch request
+class ElasticsearchConfig(StageConfig):
+    url: str = Field("", description=f"Elasticsearch URL (empty: ${URL_ENV}, else {DEFAULT_URL})")
+    alias: str = Field(
+        "odqa-passages",
+        description='searches go through this alias; indices are named "<alias>-<timestamp>"',
+    )
+    decompound_mode: Literal["none", "discard", "mixed"] = Field(
+        "mixed", description="nori compounds: none, discard (parts only) or mixed (compound + its parts)"
+    )
+    stoptags: str = Field(DEFAULT_STOPTAGS, description="comma-separated nori part-of-speech tags to drop")
+    shingle: bool = Field(False, description="also index and search word bigrams (text.shingle)")
+    k1: float = Field(1.2, ge=0, description="BM25 term-frequency saturation")
+    b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation")
+    title_boost: float = Field(1.0, ge=0, description="weight of title matches against text matches")
+    shards: int = Field(1, ge=1, description="primary shards of the index")
+    replicas: int = Field(0, ge=0, description="replicas of each shard")
+    chunk_size: int = Field(500, ge=1, description="documents per bulk request")
+    max_retries: int = Field(
+        5, ge=0, description="bulk retries of 429-rejected documents, with exponential back-off"
+    )
+    initial_backoff: float = Field(
+        2.0, ge=0, description="seconds before the first bulk retry; doubles each time"
+    )
+    max_backoff: float = Field(60.0, ge=0, description="longest wait between bulk retries, in seconds")
+    request_timeout: float = Field(60.0, gt=0, description="seconds before a request times out")
+    search_batch_size: int = Field(64, ge=1, description="queries per _msearch request")
 
-    def __post_init__(self) -> None:
-        if self.decompound_mode not in ("none", "discard", "mixed"):
-            raise InputError(f"decompound_mode must be none, discard or mixed, not {self.decompound_mode!r}")
-        if not self.alias or self.alias != self.alias.lower() or any(c in self.alias for c in ' "*\\<|,>/?'):
-            raise InputError(
-                f"alias {self.alias!r} is not a valid Elasticsearch index name (lowercase, no spaces)"
-            )
+    @field_validator("alias")
+    @classmethod
+    def _index_name(cls, alias: str) -> str:
+        if not alias or alias != alias.lower() or any(c in alias for c in ' "*\\<|,>/?'):
+            raise ValueError(f"{alias!r} is not a valid Elasticsearch index name (lowercase, no spaces)")
+        return alias
 
     def stoptag_list(self) -> list[str]:
         return [t.strip() for t in self.stoptags.split(",") if t.strip()]
@@ -132,7 +143,7 @@ def index_mappings(config: ElasticsearchConfig) -> dict[str, Any]:
         "dynamic": "strict",
         "properties": {
             "passage_id": {"type": "keyword"},
-            "doc_id": {"type": "keyword"},
+            "document_id": {"type": "keyword"},
             "title": analysed(),
             "text": analysed(),
         },
@@ -145,7 +156,12 @@ def bulk_actions(passages: Iterable[Passage], index_name: str) -> Iterator[dict[
             "_op_type": "index",
             "_index": index_name,
             "_id": p.passage_id,
-            "_source": {"passage_id": p.passage_id, "doc_id": p.doc_id, "title": p.title, "text": p.text},
+            "_source": {
+                "passage_id": p.passage_id,
+                "document_id": p.document_id,
+                "title": p.title,
+                "text": p.text,
+            },
         }
 
 
@@ -155,7 +171,7 @@ def search_body(query: str, top_k: int, config: ElasticsearchConfig) -> dict[str
         search_fields += [f"title.shingle^{config.title_boost:g}", "text.shingle"]
     return {
         "size": top_k,
-        "_source": ["passage_id", "doc_id", "title", "text"],
+        "_source": ["passage_id", "document_id", "doc_id", "title", "text"],  # doc_id: indices before 0.2
         # most_fields adds title, text and bigram evidence up, like BM25 over "title\ntext".
         "query": {"multi_match": {"query": query, "fields": search_fields, "type": "most_fields"}},
     }
@@ -249,9 +265,7 @@ class ElasticsearchRetriever:
     def build(
         cls, config: ElasticsearchConfig, passages_path: str | Path, index_dir: str | Path
     ) -> ElasticsearchRetriever:
-        passages = [Passage.from_dict(d) for d in iter_jsonl(passages_path)]
-        if not passages:
-            raise InputError("no passages to index", path=passages_path)
+        passages = load_passages(passages_path)
         url = resolve_url(config.url)
         client = connect(url, config)
         index_name = new_index_name(config.alias)
@@ -278,16 +292,13 @@ class ElasticsearchRetriever:
             old or "-",
         )
         with atomic_dir(index_dir) as tmp:
-            stored = asdict(config)
-            stored["url"] = url
-            write_json(tmp / RETRIEVER_CONFIG_FILE, {"type": "elasticsearch", "index": index_name, **stored})
+            stored = saved_retriever_config("elasticsearch", config.replace(url=url), index=index_name)
+            write_json(tmp / RETRIEVER_CONFIG_FILE, stored)
         return cls(client, config, url)
 
     @classmethod
     def load(cls, index_dir: str | Path) -> ElasticsearchRetriever:
-        stored = read_json(Path(index_dir) / RETRIEVER_CONFIG_FILE)
-        known = {f.name for f in fields(ElasticsearchConfig)}
-        config = ElasticsearchConfig(**{k: v for k, v in stored.items() if k in known})
+        config, _ = load_retriever_config(index_dir, "elasticsearch", ElasticsearchConfig, INDEX_INFO_KEYS)
         url = resolve_url(config.url)
         return cls(connect(url, config), config, url)
 
@@ -317,8 +328,7 @@ class ElasticsearchRetriever:
 
 
 def _hit(raw: dict[str, Any]) -> Hit:
-    src = raw["_source"]
-    return Hit(src["passage_id"], src["doc_id"], src.get("title", ""), src["text"], float(raw["_score"]))
+    return Hit.from_dict({**raw["_source"], "score": raw["_score"]})
 
 
 def _reason(error: ApiError) -> str:

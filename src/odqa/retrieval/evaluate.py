@@ -1,7 +1,7 @@
 """Retrieval quality: recall@k and MRR, judged two ways.
 
 By gold document: the question's `document_id` (mapped through doc_aliases when preprocess dropped a
-duplicate) is among the top-k hits' doc_ids. By answer: some gold answer text occurs in a top-k
+duplicate) is among the top-k hits' document_ids. By answer: some gold answer text occurs in a top-k
 passage, which also credits other passages that happen to hold the answer (what a reader needs)."""
 
 from __future__ import annotations
@@ -12,16 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from odqa.data import load_doc_aliases, load_retrieved
 from odqa.errors import InputError
-from odqa.io import iter_jsonl, read_json, write_json
+from odqa.io import write_json
 from odqa.retrieval.search import load_questions
-from odqa.schema import Hit, QAExample, RetrievalResult
+from odqa.schema import RECALL_PLOT_FILE, RETRIEVAL_METRICS_FILE, Hit, QAExample, RetrievalResult
 
 logger = logging.getLogger(__name__)
 
 RECALL_KS: tuple[int, ...] = (1, 5, 10, 20, 50, 100)
-METRICS_FILE = "retrieval_metrics.json"
-PLOT_FILE = "recall_at_k.png"
 
 
 def first_relevant_rank(hits: list[Hit], is_relevant: Callable[[Hit], bool]) -> int | None:
@@ -65,7 +64,9 @@ def retrieval_metrics(
         if example.document_id:
             gold = aliases.get(example.document_id, example.document_id)
             doc_ranks.append(
-                first_relevant_rank(hits, lambda h, gold=gold: aliases.get(h.doc_id, h.doc_id) == gold)
+                first_relevant_rank(
+                    hits, lambda h, gold=gold: aliases.get(h.document_id, h.document_id) == gold
+                )
             )
         answers = [_nfc(a) for a in example.answers["text"] if a.strip()]
         if answers:
@@ -112,25 +113,6 @@ def _draw_recall_curves(ax, metrics_by_name: dict[str, dict[str, Any]]) -> None:
     ax.set_title("Retrieval recall@k")
 
 
-def load_results(path: str | Path) -> list[RetrievalResult]:
-    results = []
-    for n, record in enumerate(iter_jsonl(path), start=1):
-        try:
-            results.append(RetrievalResult.from_dict(record))
-        except (KeyError, TypeError, ValueError) as e:
-            raise InputError(f"bad retrieval result: {e!r}", path=path, record=f"result {n}") from None
-    return results
-
-
-def load_doc_aliases(path: str | Path | None) -> dict[str, str]:
-    if path is None:
-        return {}
-    aliases = read_json(path)
-    if not isinstance(aliases, dict):
-        raise InputError("doc aliases must be a JSON object {dropped doc_id: kept doc_id}", path=path)
-    return {str(k): str(v) for k, v in aliases.items()}
-
-
 def evaluate_retrieval(
     retrieved_path: str | Path,
     qa_path: str | Path,
@@ -139,10 +121,10 @@ def evaluate_retrieval(
 ) -> dict[str, Any]:
     """Writes retrieval_metrics.json and recall_at_k.png into out_dir; returns the metrics."""
     metrics = retrieval_metrics(
-        load_results(retrieved_path), load_questions(qa_path), load_doc_aliases(doc_aliases_path)
+        load_retrieved(retrieved_path), load_questions(qa_path), load_doc_aliases(doc_aliases_path)
     )
     out_dir = Path(out_dir)
-    write_json(out_dir / METRICS_FILE, metrics)
-    plot_recall_curves({Path(retrieved_path).stem: metrics}, out_dir / PLOT_FILE)
+    write_json(out_dir / RETRIEVAL_METRICS_FILE, metrics)
+    plot_recall_curves({Path(retrieved_path).stem: metrics}, out_dir / RECALL_PLOT_FILE)
     logger.info("retrieval metrics: %s", metrics)
     return metrics

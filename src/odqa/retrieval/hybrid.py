@@ -6,52 +6,101 @@ worth reading. The fusion math is in odqa.retrieval.fusion, weight tuning in odq
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, field_validator, model_validator
+
+from odqa.config import StageConfig
 from odqa.errors import InputError
 from odqa.io import atomic_dir, read_json, write_json
-from odqa.retrieval.base import Retriever, config_from_options, load_retriever, read_retriever_config
+from odqa.retrieval.base import (
+    Retriever,
+    load_retriever,
+    load_retriever_config,
+    retriever_config,
+    saved_kind,
+    saved_retriever_config,
+)
 from odqa.retrieval.fusion import FUSIONS, fuse
 from odqa.schema import RETRIEVER_CONFIG_FILE, Hit
 
 log = logging.getLogger(__name__)
 
+INDEX_INFO_KEYS = ("indexes_relative", "member_names")  # retriever.json: where the sub-indexes are
 
-@dataclass
-class HybridConfig:
-    indexes: list[str] = field(default_factory=list)  # sub-retriever index folders (or "a,b" on the CLI)
-    # Or sub-retrievers to build inside the hybrid's own folder: [{"kind": "bm25", "analyzer": ...}, ...]
-    members: list[dict] = field(default_factory=list)
-    fusion: str = "rrf"  # rrf | minmax | zscore
-    rrf_k: int = 60
-    weights: list[float] = field(default_factory=list)  # one per index; empty = equal weights
-    depth: int = 100  # candidates fetched from each sub-retriever before fusing (at least top_k)
 
-    def __post_init__(self) -> None:
-        if isinstance(self.indexes, str):
-            self.indexes = [p.strip() for p in self.indexes.split(",") if p.strip()]
-        if isinstance(self.weights, str):
-            self.weights = [float(w) for w in self.weights.split(",") if w.strip()]
-        if isinstance(self.weights, int | float):
-            self.weights = [float(self.weights), 1.0 - float(self.weights)]
+class HybridConfig(StageConfig):
+    indexes: list[str] = Field(
+        default_factory=list, description='sub-retriever index folders, built already ("a,b" on the CLI)'
+    )
+    members: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='or sub-retrievers to build inside the hybrid\'s own folder: [{"kind": "bm25", ...}, ...]',
+    )
+    fusion: str = Field("rrf", description=f"how rankings are fused: {', '.join(FUSIONS)}")
+    rrf_k: int = Field(60, ge=1, description="rrf: score = sum of weight / (rrf_k + rank)")
+    weights: list[float] = Field(
+        default_factory=list,
+        description="one non-negative weight per sub-index (empty: equal weights; one number w: w, 1 - w)",
+    )
+    depth: int = Field(
+        100, ge=1, description="candidates fetched from each sub-retriever before fusing (at least top_k)"
+    )
+
+    @field_validator("indexes", mode="before")
+    @classmethod
+    def _split_indexes(cls, value: Any) -> Any:
+        return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weight_forms(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [w.strip() for w in value.split(",") if w.strip()]
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return [float(value), 1.0 - float(value)]
+        return value
+
+    @field_validator("members")
+    @classmethod
+    def _valid_members(cls, members: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each member through its own kind's config (so KFP's 3.0 is an int 3 again); a member keeps
+        only the keys it was given, plus its kind."""
+        checked = []
+        for i, member in enumerate(members):
+            kind = member.get("kind")
+            if not kind:
+                raise ValueError(f"member {i} needs a 'kind', got {member!r}")
+            options = {k: v for k, v in member.items() if k != "kind"}
+            try:
+                config = retriever_config(kind, options, source=f"member {i} ({kind})")
+            except InputError as e:
+                raise ValueError(str(e) if str(e).startswith("member") else f"member {i}: {e}") from None
+            checked.append({"kind": kind, **config.model_dump(mode="json", include=set(options))})
+        return checked
+
+    @field_validator("fusion")
+    @classmethod
+    def _known_fusion(cls, value: str) -> str:
+        if value not in FUSIONS:
+            raise ValueError(f"must be one of {', '.join(FUSIONS)}, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _sub_indexes(self) -> HybridConfig:
         if self.members and self.indexes:
-            raise InputError("hybrid takes either indexes (built already) or members (to build), not both")
-        for member in self.members:
-            if not isinstance(member, dict) or "kind" not in member:
-                raise InputError(f"each hybrid member needs a 'kind', got {member!r}")
-        if len(self.indexes or self.members) < 2:
-            raise InputError(f"hybrid needs at least two sub-indexes, got {self.indexes or self.members!r}")
-        if self.fusion not in FUSIONS:
-            raise InputError(f"fusion must be one of {FUSIONS}, not {self.fusion!r}")
-        if self.weights and len(self.weights) != len(self.indexes or self.members):
-            raise InputError(f"{len(self.weights)} weights for {len(self.indexes or self.members)} indexes")
+            raise ValueError("hybrid takes either indexes (built already) or members (to build), not both")
+        count = len(self.indexes or self.members)
+        if count < 2:
+            raise ValueError(f"hybrid needs at least two sub-indexes, got {self.indexes or self.members!r}")
+        if self.weights and len(self.weights) != count:
+            raise ValueError(f"{len(self.weights)} weights for {count} indexes")
         if any(w < 0 for w in self.weights):
-            raise InputError(f"weights must be non-negative: {self.weights}")
+            raise ValueError(f"weights must be non-negative: {self.weights}")
+        return self
 
     def weight_list(self) -> list[float]:
         return list(self.weights) if self.weights else [1.0] * len(self.indexes or self.members)
@@ -71,7 +120,7 @@ def sub_indexes(index_dir: str | Path) -> dict[str, Path]:
     evaluated on its own next to the fused ranking. Reads retriever.json only; loads no retriever."""
     index_dir = Path(index_dir).resolve()
     saved = read_json(index_dir / RETRIEVER_CONFIG_FILE)
-    if not isinstance(saved, dict) or saved.get("type") != "hybrid":
+    if saved_kind(saved) != "hybrid":
         return {}
     folders = _resolved_indexes(index_dir, saved)
     names = saved.get("member_names") or [Path(p).name for p in folders]
@@ -110,15 +159,13 @@ class HybridRetriever:
         absolute = [str(Path(p).resolve()) for p in config.indexes]
         retrievers = [load_retriever(p) for p in absolute]
         relative = [os.path.relpath(p, target) for p in absolute]
-        stored: dict[str, Any] = {
-            "type": "hybrid",
-            **dataclasses.asdict(config),
-            "indexes": absolute,
-            "indexes_relative": relative,
-        }
+        config = config.replace(indexes=absolute)
         with atomic_dir(index_dir) as tmp:
-            write_json(tmp / RETRIEVER_CONFIG_FILE, stored)
-        return cls(dataclasses.replace(config, indexes=absolute), retrievers)
+            write_json(
+                tmp / RETRIEVER_CONFIG_FILE,
+                saved_retriever_config("hybrid", config, indexes_relative=relative),
+            )
+        return cls(config, retrievers)
 
     @classmethod
     def _build_members(
@@ -132,29 +179,23 @@ class HybridRetriever:
         names = member_names(config.members)
         relative = [f"{MEMBERS_DIR}/{name}" for name in names]
         with atomic_dir(target) as tmp:
-            for member, rel in zip(config.members, relative, strict=True):
+            for i, (member, rel) in enumerate(zip(config.members, relative, strict=True)):
                 options = {k: v for k, v in member.items() if k != "kind"}
                 log.info("hybrid member %s: building %s index", rel, member["kind"])
-                build_index(member["kind"], options, passages_path, tmp / rel)
-            stored = {
-                "type": "hybrid",
-                **dataclasses.asdict(config),
-                "members": [],
-                "member_names": names,
-                "indexes": [str(target / rel) for rel in relative],
-                "indexes_relative": relative,
-            }
+                build_index(member["kind"], options, passages_path, tmp / rel, source=f"hybrid member {i}")
+            built = config.model_copy(
+                update={"members": [], "indexes": [str(target / rel) for rel in relative]}
+            )
+            stored = saved_retriever_config("hybrid", built, member_names=names, indexes_relative=relative)
             write_json(tmp / RETRIEVER_CONFIG_FILE, stored)
         return cls.load(target)
 
     @classmethod
     def load(cls, index_dir: str | Path) -> HybridRetriever:
         index_dir = Path(index_dir).resolve()
-        config_path, saved = read_retriever_config(index_dir, "hybrid")
+        saved_config, saved = load_retriever_config(index_dir, "hybrid", HybridConfig, INDEX_INFO_KEYS)
         resolved = _resolved_indexes(index_dir, saved)
-        names = {f.name for f in dataclasses.fields(HybridConfig)}
-        options = {k: v for k, v in saved.items() if k in names} | {"indexes": resolved}
-        config = config_from_options(HybridConfig, options, config_path)
+        config = saved_config.replace(indexes=resolved)
         return cls(config, [load_retriever(p) for p in resolved])
 
     def search(self, queries: list[str], top_k: int) -> list[list[Hit]]:

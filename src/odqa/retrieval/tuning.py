@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from odqa.data import load_doc_aliases
 from odqa.errors import InputError
 from odqa.retrieval.base import load_retriever
-from odqa.retrieval.evaluate import load_doc_aliases, retrieval_metrics
+from odqa.retrieval.evaluate import retrieval_metrics
 from odqa.retrieval.fusion import fuse
 from odqa.retrieval.search import load_questions
 from odqa.schema import RetrievalResult

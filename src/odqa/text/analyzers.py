@@ -18,8 +18,9 @@ import re
 import unicodedata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
+from pydantic import BeforeValidator
 from tqdm.auto import tqdm
 
 from odqa.errors import InputError
@@ -108,7 +109,7 @@ class KiwiAnalyzer(Analyzer):
     """
 
     name: ClassVar[str] = "kiwi"
-    pos: tuple[str, ...] = DEFAULT_KIWI_POS
+    pos: Annotated[tuple[str, ...], BeforeValidator(_as_tuple)] = DEFAULT_KIWI_POS  # "N,V" or ["N", "V"]
     num_workers: int = field(default=-1, metadata={"config": False})
 
     def __post_init__(self) -> None:
@@ -146,6 +147,12 @@ ANALYZERS: dict[str, type[Analyzer]] = {
 
 
 def make_analyzer(name: str, **options: Any) -> Analyzer:
+    """The analyzer `name` with `options` typed as its fields declare (a whole float from a KFP
+    parameter is an int again; 2.5 for an int is an error), unknown options refused."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from odqa.config import describe_errors
+
     if name not in ANALYZERS:
         raise InputError(f"unknown analyzer {name!r}; known: {sorted(ANALYZERS)}")
     cls = ANALYZERS[name]
@@ -153,7 +160,17 @@ def make_analyzer(name: str, **options: Any) -> Analyzer:
     unknown = sorted(set(options) - known)
     if unknown:
         raise InputError(f"analyzer {name!r} has no option(s) {unknown}; known: {sorted(known) or 'none'}")
-    return cls(**options)
+    try:
+        return TypeAdapter(cls).validate_python(dict(options))
+    except ValidationError as e:
+        raise InputError(f"analyzer {name!r}: {describe_errors(e, cls)}") from None
+
+
+def typed_analyzer_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` checked by building the analyzer, each given key with its typed value (JSON-ready)."""
+    analyzer = make_analyzer(name, **options)
+    typed = {key: getattr(analyzer, key) for key in options}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in typed.items()}
 
 
 def analyzer_from_config(config: dict[str, Any]) -> Analyzer:
