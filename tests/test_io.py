@@ -51,7 +51,9 @@ def test_same_kind_is_replaced_other_kind_and_user_folders_are_refused(tmp_path:
     (user / "README").write_text("keep me")
     (user / "sub" / "notes.txt").write_text("and me")
     before = _snapshot(user)
-    with pytest.raises(InputError, match=r"mine: holds files that are not an odqa output.*--force"):
+    with pytest.raises(
+        InputError, match=r"mine: holds other files \(.*\), not an odqa index output.*--force"
+    ):
         with atomic_dir(user, kind="index"):
             pass
     assert _snapshot(user) == before

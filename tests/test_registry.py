@@ -260,3 +260,54 @@ def test_stage_runs_nest_under_parent_and_failure_marks_parent(store, tmp_path):
     assert f"predict.{tracking.DURATION_METRIC}" in parent_run.data.metrics
     exp = c.get_experiment(parent_run.info.experiment_id)
     assert exp.artifact_location == (tmp_path / "mlartifacts").as_uri()
+
+
+def test_register_failing_after_promotion_gives_champion_back(store, tmp_path):
+    """A register stage that fails after promoting (a later tag write, the decision file) must not
+    leave its version champion: `promotion` withdraws it and says why on the version."""
+    v1 = _new_version(store, tmp_path)
+    registry.promote(store, RegisterConfig(), v1, _evaluation(10.0))
+    v2 = _new_version(store, tmp_path)
+    with pytest.raises(RuntimeError, match="disk full"):
+        with registry.promotion(store, RegisterConfig(), v2, _evaluation(20.0)) as decision:
+            assert decision.promoted and _champion(store) == v2
+            raise RuntimeError("disk full")
+    assert _champion(store) == v1
+    tags = tracking.client(store).get_model_version("odqa", v2).tags
+    assert tags[registry.DECISION_TAG] == "withdrawn" and "disk full" in tags[registry.REASON_TAG]
+
+
+def test_first_version_withdrawn_leaves_no_champion(store, tmp_path):
+    v1 = _new_version(store, tmp_path)
+    with pytest.raises(OSError):
+        with registry.promotion(store, RegisterConfig(), v1, _evaluation(10.0)):
+            raise OSError("no space")
+    with pytest.raises(Exception, match="champion"):
+        _champion(store)
+
+
+class _AliasFails:
+    """An MlflowClient whose champion alias write fails (the server went away mid-promotion)."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def set_registered_model_alias(self, name, alias, version):
+        if alias == registry.CHAMPION:
+            raise ConnectionError("tracking server unreachable")
+        return self._inner.set_registered_model_alias(name, alias, version)
+
+
+def test_champion_alias_is_the_last_write_of_a_promotion(store, tmp_path, monkeypatch):
+    v1 = _new_version(store, tmp_path)
+    inner = tracking.client
+    monkeypatch.setattr(tracking, "client", lambda uri: _AliasFails(inner(uri)))
+    with pytest.raises(ConnectionError):
+        registry.promote(store, RegisterConfig(), v1, _evaluation(10.0))
+    monkeypatch.setattr(tracking, "client", inner)
+    with pytest.raises(Exception, match="champion"):
+        _champion(store)
+    assert tracking.client(store).get_model_version("odqa", v1).tags[registry.DECISION_TAG] == "failed"

@@ -51,3 +51,18 @@ def test_bad_serving_settings_name_the_file_and_field(tmp_path):
     with pytest.raises(InputError) as raised:
         load_settings(settings)
     assert str(raised.value) == f"{settings}: ensemble_config: n_best: must be an integer, got 10.5"
+
+
+def test_version_tags_name_the_concrete_elasticsearch_index(tmp_path, index_dir):
+    """What the register stage records on the version, so prune_indexes keeps the index it searches."""
+    from odqa.serving import point_aliases, version_tags
+
+    assert version_tags(index_dir) == {}  # bm25: the index travels inside the model
+    es_dir = tmp_path / "es"
+    es_dir.mkdir()
+    write_json(
+        es_dir / "retriever.json",
+        {"kind": "elasticsearch", "url": "http://127.0.0.1:9", "alias": "odqa-p", "index": "odqa-p-1"},
+    )
+    assert version_tags(es_dir) == {"odqa.index": "odqa-p-1"}
+    assert point_aliases(es_dir) == []  # unreachable: a warning, the promotion stands

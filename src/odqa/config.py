@@ -46,6 +46,9 @@ class StageConfig(BaseModel):
     # Old spellings accepted until 0.2, with a warning: {old key: new key}, {field: {old value: new}}.
     renamed_keys: ClassVar[dict[str, str]] = {}
     renamed_values: ClassVar[dict[str, dict[Any, Any]]] = {}
+    # Fields that say how to run (threads, batch sizes, where a server is), not what is built: they may
+    # change between build and load (a moved cluster, another machine) without invalidating an output.
+    runtime_fields: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, **values: Any) -> None:
         # pydantic calls an overridden __init__ from model_validate too, so from_dict lands here.

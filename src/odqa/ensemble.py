@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from odqa.config import StageConfig
 from odqa.errors import InputError
 from odqa.evaluation import normalize_answer
-from odqa.io import read_json, write_json
+from odqa.io import atomic_dir, check_output_dir, read_json, write_json
 from odqa.schema import ENSEMBLE_REPORT_FILE, NBEST_FILE, PREDICTIONS_FILE
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ class EnsembleConfig(StageConfig):
         "of start+end logits; rank_average: weighted mean rank; hard_vote: weighted top-1 votes",
     )
     weights: list[float] | None = Field(
-        None, description="one positive weight per member, in the order of the n-best files (none: equal)"
+        None,
+        description="one positive finite weight per member, in the order of the n-best files (none: equal)",
     )
     n_best: int = Field(20, ge=1, description="candidates read from each member and written per question")
     floor_prob: float = Field(
@@ -51,6 +52,18 @@ class EnsembleConfig(StageConfig):
         lt=1,
         description="probability a member gives an answer missing from its n-best list (log_prob_sum)",
     )
+
+    @field_validator("weights")
+    @classmethod
+    def _finite_positive(cls, weights: list[float] | None) -> list[float] | None:
+        """A NaN or infinite weight would write NaN scores into nbest.json; zero or less means nothing."""
+        for w in weights or []:
+            if not math.isfinite(w) or w <= 0:
+                raise ValueError(f"each weight must be a positive finite number, got {w}")
+        return weights
+
+
+ENSEMBLE_KIND = "ensemble"  # the output kind of the folder ensemble() writes (odqa.io.atomic_dir)
 
 
 def answer_key() -> Callable[[str], str]:
@@ -142,8 +155,8 @@ def combine(nbests: list[dict[str, list[dict]]], config: EnsembleConfig) -> tupl
     weights = list(config.weights) if config.weights is not None else [1.0] * len(nbests)
     if len(weights) != len(nbests):
         raise InputError(f"{len(weights)} weights for {len(nbests)} ensemble members")
-    if any(w <= 0 for w in weights):
-        raise InputError("ensemble weights must be positive")
+    if any(not math.isfinite(w) or w <= 0 for w in weights):
+        raise InputError("ensemble weights must be positive finite numbers")
     key = answer_key()
     qids = list(dict.fromkeys(q for nb in nbests for q in nb))
     predictions: dict[str, str] = {}
@@ -170,20 +183,26 @@ def combine(nbests: list[dict[str, list[dict]]], config: EnsembleConfig) -> tupl
     return predictions, merged_nbest
 
 
-def ensemble(config: EnsembleConfig, nbest_paths: list, out_dir) -> Path:
-    """Ensemble member nbest.json files into out_dir/predictions.json and out_dir/nbest.json."""
+def ensemble(config: EnsembleConfig, nbest_paths: list, out_dir, force: bool = False) -> Path:
+    """Ensemble member nbest.json files into out_dir/predictions.json and out_dir/nbest.json (out_dir:
+    a new folder or an earlier ensemble; `force` replaces any other folder)."""
+    check_output_dir(out_dir, ENSEMBLE_KIND, force)
     paths = [Path(p) for p in nbest_paths]
     paths = [p / NBEST_FILE if p.is_dir() else p for p in paths]
     nbests = [_read_nbest(p) for p in paths]
+    if config.weights is not None and len(config.weights) != len(nbests):
+        raise InputError(f"--weights: {len(config.weights)} weights for {len(nbests)} ensemble members")
+    member_warnings(nbests, paths)
     predictions, merged = combine(nbests, config)
     out_dir = Path(out_dir)
-    write_json(out_dir / NBEST_FILE, merged)
-    write_json(out_dir / PREDICTIONS_FILE, predictions)
     agreement = _top1_agreement(nbests)
-    write_json(
-        out_dir / ENSEMBLE_REPORT_FILE,
-        {"config": config.to_dict(), "members": [str(p) for p in paths], "top1_agreement": agreement},
-    )
+    with atomic_dir(out_dir, kind=ENSEMBLE_KIND, force=force) as tmp:
+        write_json(tmp / NBEST_FILE, merged)
+        write_json(tmp / PREDICTIONS_FILE, predictions)
+        write_json(
+            tmp / ENSEMBLE_REPORT_FILE,
+            {"config": config.to_dict(), "members": [str(p) for p in paths], "top1_agreement": agreement},
+        )
     logger.info(
         "ensembled %d members (%s) over %d questions; members agree on top-1 for %.1f%%",
         len(paths),
@@ -192,6 +211,28 @@ def ensemble(config: EnsembleConfig, nbest_paths: list, out_dir) -> Path:
         100 * agreement,
     )
     return out_dir
+
+
+def member_warnings(nbests: list[dict[str, list[dict]]], paths: list[Path]) -> list[str]:
+    """Warn (and return the warnings) about members that cannot vote together: an empty member, or
+    members answering other questions than the rest (an ensemble of disjoint files is a concatenation)."""
+    warnings = []
+    for nb, path in zip(nbests, paths, strict=True):
+        if not nb:
+            warnings.append(f"{path}: empty n-best file: this member votes on no question")
+    filled = [(set(nb), path) for nb, path in zip(nbests, paths, strict=True) if nb]
+    if len(filled) > 1:
+        union = set().union(*(ids for ids, _ in filled))
+        for ids, path in filled:
+            if len(ids) < len(union):
+                share = len(ids) / len(union)
+                warnings.append(
+                    f"{path}: answers {len(ids)} of the {len(union)} questions of the ensemble ({share:.0%}); "
+                    "the other questions get fewer votes"
+                )
+    for text in warnings:
+        logger.warning("%s", text)
+    return warnings
 
 
 def _top1_agreement(nbests: list[dict[str, list[dict]]]) -> float:

@@ -11,13 +11,31 @@ from pathlib import Path
 from typing import Any
 
 from odqa.errors import InputError
-from odqa.schema import PASSAGES_FILE, READER_CONFIG_FILE, RETRIEVER_CONFIG_FILE
+from odqa.schema import (
+    ENSEMBLE_REPORT_FILE,
+    NBEST_FILE,
+    PASSAGES_FILE,
+    READER_CONFIG_FILE,
+    RETRIEVER_CONFIG_FILE,
+    SPLIT_REPORT_FILE,
+)
 
 # Every odqa output folder carries this marker, so a later run knows it may replace the folder: an
 # output is replaced only when it is empty or an odqa output of the same kind.
 OUTPUT_MARKER = ".odqa-output.json"
-# Folders written before the marker existed are recognised by the file only that kind writes.
-_LEGACY_KIND_FILES = {"index": RETRIEVER_CONFIG_FILE, "reader": READER_CONFIG_FILE, "passages": PASSAGES_FILE}
+# Folders written before the marker existed are recognised by the file only that kind writes (in this
+# order: an ensemble folder also holds nbest.json).
+_LEGACY_KIND_FILES = {
+    "index": RETRIEVER_CONFIG_FILE,
+    "reader": READER_CONFIG_FILE,
+    "passages": PASSAGES_FILE,
+    "split": SPLIT_REPORT_FILE,
+    "ensemble": ENSEMBLE_REPORT_FILE,
+    "predictions": NBEST_FILE,
+}
+# The kind of a writer that names none: it may replace any odqa output, and its marker says nothing
+# more than the legacy files do.
+ANY_KIND = "output"
 _TEMP_TAG = ".odqa-"  # in every temp/backup name: `.{name}.odqa-{pid}-{random}.tmp` / `.old`
 
 
@@ -65,11 +83,7 @@ def _temp_name(target: Path, suffix: str) -> str:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path in the target's folder; rename it onto `path` only if the block succeeds.
     A folder at `path` is refused (a file output never replaces a folder)."""
-    target = Path(path)
-    if target.is_dir():
-        raise InputError("is a folder; give a file path for this output", path=target)
-    if target.name in ("", ".", ".."):
-        raise InputError("is not a file name; give a file path for this output", path=path)
+    target = check_output_file(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(target)
     tmp_path = target.parent / _temp_name(target, ".tmp")
@@ -89,16 +103,30 @@ def output_kind(folder: str | os.PathLike) -> str | None:
     """The kind of odqa output `folder` is (its marker, or a legacy stage file), None if it is none."""
     folder = Path(folder)
     marker = folder / OUTPUT_MARKER
+    marked = None
     if marker.is_file():
         try:
             kind = json.loads(marker.read_text(encoding="utf-8")).get("kind")
         except (OSError, ValueError, AttributeError):
             return None
-        return kind if isinstance(kind, str) else None
+        if not isinstance(kind, str):
+            return None
+        if kind != ANY_KIND:
+            return kind
+        marked = kind
     for kind, name in _LEGACY_KIND_FILES.items():
         if (folder / name).is_file():
             return kind
-    return None
+    return marked
+
+
+def _holds_cwd(target: Path) -> bool:
+    """Whether `target` is the current folder or one of its parents (replacing it loses the checkout)."""
+    try:
+        here, there = Path.cwd().resolve(), target.resolve()
+    except OSError:
+        return False
+    return here == there or there in here.parents
 
 
 def check_output_dir(path: str | os.PathLike, kind: str, force: bool = False) -> Path:
@@ -106,18 +134,24 @@ def check_output_dir(path: str | os.PathLike, kind: str, force: bool = False) ->
     folder holding anything that is not an odqa `kind` output (a typo like `--out .` must never wipe a
     checkout). `force` replaces any folder (never a file)."""
     target = Path(path)
-    if target.name in ("", ".", "..") or target.resolve() == Path.cwd().resolve():
-        if not force:
-            raise InputError(
-                "refusing to replace the current folder or its parent; name a new folder", path=path
-            )
+    if target.name in ("", ".", "..") or _holds_cwd(target):
+        raise InputError(
+            "refusing to replace the current folder or one of its parents; name a new folder for this "
+            "output (--force never replaces it)",
+            path=path,
+        )
     if target.exists() or target.is_symlink():
         if not target.is_dir() or target.is_symlink():
             raise InputError("exists and is not a folder; choose a new folder for this output", path=target)
         if any(target.iterdir()) and not force:
             found = output_kind(target)
-            if found != kind:
-                what = f"an odqa {found} output" if found else "files that are not an odqa output"
+            if found != kind and not (kind == ANY_KIND and found is not None):
+                if found:
+                    what = f"an odqa {found} output"
+                else:
+                    names = sorted(p.name for p in target.iterdir())
+                    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+                    what = f"other files ({shown})"
                 raise InputError(
                     f"holds {what}, not an odqa {kind} output; choose a new or empty folder "
                     "(or pass --force to replace it)",
@@ -126,8 +160,16 @@ def check_output_dir(path: str | os.PathLike, kind: str, force: bool = False) ->
     return target
 
 
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Refuse, before any slow work, a file output that names a folder (`--out .`, an existing folder)."""
+    target = Path(path)
+    if target.name in ("", ".", "..") or target.is_dir():
+        raise InputError("is a folder; give a file path for this output", path=path)
+    return target
+
+
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, kind: str = "output", force: bool = False) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, kind: str = ANY_KIND, force: bool = False) -> Iterator[Path]:
     """Yield a temp folder; it replaces `path` only if the block succeeds, and only when `path` is
     absent, empty or an odqa `kind` output (see check_output_dir). The new folder gets the marker."""
     target = check_output_dir(path, kind, force)
@@ -182,9 +224,18 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
     return n
 
 
-def _read_text(path: Path) -> str:
+def require_file(path: str | os.PathLike) -> Path:
+    """`path` as an existing file; a folder is named as one, not as "file not found"."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError("is a folder, expected a file", path=path)
     if not path.is_file():
         raise InputError("file not found", path=path)
+    return path
+
+
+def _read_text(path: Path) -> str:
+    require_file(path)
     try:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
@@ -214,9 +265,7 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
     """Yield one object per non-empty line; a bad line raises InputError naming the line number."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("file not found", path=path)
+    path = require_file(path)
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:

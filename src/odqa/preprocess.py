@@ -19,16 +19,17 @@ from pathlib import Path
 
 from datasketch import MinHash, MinHashLSH
 from pydantic import Field, model_validator
-from tqdm import tqdm
 
 from odqa.config import StageConfig
 from odqa.data.documents import load_documents
-from odqa.data.output import check_replaceable
 from odqa.errors import InputError
-from odqa.io import atomic_dir, write_json, write_jsonl
+from odqa.io import atomic_dir, check_output_dir, write_json, write_jsonl
+from odqa.progress import progress_bar
 from odqa.schema import DOC_ALIASES_FILE, PASSAGES_FILE, PREPROCESS_REPORT_FILE, Document, Passage
 
 logger = logging.getLogger(__name__)
+
+PASSAGES_KIND = "passages"  # the output kind of the folder preprocess writes (odqa.io.atomic_dir)
 
 
 class PreprocessConfig(StageConfig):
@@ -180,7 +181,7 @@ def find_duplicates(documents: list[Document], config: PreprocessConfig) -> tupl
     if config.near_duplicate_threshold is not None:
         lsh = MinHashLSH(threshold=config.near_duplicate_threshold, num_perm=config.num_perm)
     signatures: dict[str, MinHash] = {}
-    for doc in tqdm(documents, desc="dedup", unit="doc", disable=len(documents) < 2000):
+    for doc in progress_bar(documents, desc="dedup", unit="doc", disable=len(documents) < 2000):
         digest = hashlib.sha1(" ".join(doc.text.split()).encode("utf-8")).hexdigest()
         if digest in by_hash:
             aliases[doc.document_id] = by_hash[digest]
@@ -208,13 +209,18 @@ def find_duplicates(documents: list[Document], config: PreprocessConfig) -> tupl
 
 
 def preprocess(
-    config: PreprocessConfig, documents_path: str | os.PathLike, out_dir: str | os.PathLike
+    config: PreprocessConfig,
+    documents_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    force: bool = False,
 ) -> PreprocessResult:
-    out_dir = check_replaceable(out_dir, {PASSAGES_FILE, DOC_ALIASES_FILE, PREPROCESS_REPORT_FILE})
+    """Clean, deduplicate and split documents into out_dir (a new folder or an earlier passages output;
+    `force` replaces any other folder)."""
+    out_dir = check_output_dir(out_dir, PASSAGES_KIND, force)
     documents = load_documents(documents_path)
     cleaned: list[Document] = []
     empty = short = 0
-    for doc in tqdm(documents, desc="clean", unit="doc", disable=len(documents) < 2000):
+    for doc in progress_bar(documents, desc="clean", unit="doc", disable=len(documents) < 2000):
         text = clean_text(doc.text) if config.clean else doc.text
         title = " ".join(unicodedata.normalize("NFC", doc.title).split()) if config.clean else doc.title
         if not text.strip():
@@ -253,7 +259,7 @@ def preprocess(
         "document_chars": _summary(doc_lengths),
         "passage_chars": _summary(lengths),
     }
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, kind=PASSAGES_KIND, force=force) as tmp:
         write_jsonl(tmp / PASSAGES_FILE, (p.to_dict() for p in passages))
         write_json(tmp / DOC_ALIASES_FILE, aliases)
         write_json(tmp / PREPROCESS_REPORT_FILE, report)

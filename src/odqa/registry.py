@@ -1,7 +1,12 @@
 """The model registry policy: every pipeline run registers a model version with alias `challenger`; it
 takes alias `champion` only when its evaluation is complete and its metric beats the champion's on the
 same evaluation set (sha256 of the eval QA file) by at least the margin. The read-compare-write of the
-champion alias is serialised with a file lock (see `registry_lock`)."""
+champion alias is serialised (see `registry_lock`): a file lock beside a SQLite/file store or at
+$ODQA_REGISTRY_LOCK, and on a tracking server a lock held ON the server (`server_lock`), so promotions
+from pods that share no volume still run one at a time and the best version ends as champion.
+
+The champion alias is the last registry write of a promotion (decision tags first), and a register
+stage that fails after promoting withdraws it (`promotion`): no failed stage leaves a champion."""
 
 from __future__ import annotations
 
@@ -10,6 +15,9 @@ import hashlib
 import logging
 import math
 import os
+import random
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +37,10 @@ DECISION_TAG = "odqa.decision"
 REASON_TAG = "odqa.decision_reason"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# The server lock: a registered model of this name exists while a promotion holds the lock.
+SERVER_LOCK_MODEL = "odqa-registry-lock"
+SERVER_LOCK_LEASE_S = 120.0  # a holder older than this died: its lock is broken
+SERVER_LOCK_WAIT_S = 300.0
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
@@ -97,20 +109,73 @@ def _lock_path(tracking_uri: str) -> Path | None:
     return None
 
 
+def _is_server(tracking_uri: str) -> bool:
+    return urlparse(tracking_uri).scheme in ("http", "https", "databricks")
+
+
+@contextlib.contextmanager
+def server_lock(
+    tracking_uri: str, wait_s: float = SERVER_LOCK_WAIT_S, lease_s: float = SERVER_LOCK_LEASE_S
+) -> Iterator[None]:
+    """A mutex kept by the tracking server. MLflow has no compare-and-set on aliases, and re-reading
+    after writing cannot fix that (a slow writer that decided against an old champion overwrites a
+    better one after the better one checked). Creating a registered model IS atomic (the name is the
+    store's primary key): whoever creates SERVER_LOCK_MODEL holds the lock, deleting it releases it.
+    A holder that died leaves it behind; after `lease_s` (from the server's creation time) it is broken."""
+    from mlflow.exceptions import MlflowException
+
+    c = tracking.client(tracking_uri)
+    token = uuid.uuid4().hex
+    deadline = time.monotonic() + wait_s
+    delay = 0.02
+    while True:
+        try:
+            c.create_registered_model(
+                SERVER_LOCK_MODEL,
+                tags={"odqa.holder": token},
+                description="odqa promotion in progress (odqa.registry.server_lock); deleted when done",
+            )
+            break
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        try:
+            held = c.get_registered_model(SERVER_LOCK_MODEL)
+        except MlflowException:
+            continue  # released meanwhile
+        age_s = time.time() - held.creation_timestamp / 1000
+        if age_s > lease_s:
+            logger.warning("breaking the registry lock held for %.0f s by %s", age_s, held.tags)
+            with contextlib.suppress(MlflowException):
+                if c.get_registered_model(SERVER_LOCK_MODEL).tags == held.tags:
+                    c.delete_registered_model(SERVER_LOCK_MODEL)
+            continue
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"registry lock {SERVER_LOCK_MODEL!r} on {tracking_uri} held by another promotion for "
+                f"more than {wait_s:.0f} s"
+            )
+        time.sleep(delay * (1 + random.random()))  # lock wait, with jitter so waiters spread out
+        delay = min(delay * 2, 0.5)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(MlflowException):
+            if c.get_registered_model(SERVER_LOCK_MODEL).tags.get("odqa.holder") == token:
+                c.delete_registered_model(SERVER_LOCK_MODEL)
+
+
 @contextlib.contextmanager
 def registry_lock(tracking_uri: str) -> Iterator[None]:
     """Serialise champion read-compare-write. SQLite/local stores: an flock beside the store. A tracking
-    server: the flock at $ODQA_REGISTRY_LOCK (a volume all register pods mount); without it we rely on
-    the recurring run's maxConcurrency 1 and log a warning, since MLflow offers no compare-and-set."""
+    server: `server_lock`, plus the flock at $ODQA_REGISTRY_LOCK when set (a volume register pods share)."""
     path = _lock_path(tracking_uri)
-    if path is None:
-        logger.warning(
-            "no registry lock for %s: set ODQA_REGISTRY_LOCK to serialise promotions", tracking_uri
-        )
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(path):
+    with contextlib.ExitStack() as stack:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(FileLock(path))
+        if _is_server(tracking_uri):
+            stack.enter_context(server_lock(tracking_uri))
         yield
 
 
@@ -179,21 +244,72 @@ def promote(
                 f"not promoted: {metric} {float(value):.4f} does not beat champion v{champion.version} "
                 f"{decision.champion_value:.4f} by margin {config.margin}"
             )
-        if decision.promoted:
-            c.set_registered_model_alias(name, CHAMPION, version)
         decision.aliases = [CHALLENGER] + ([CHAMPION] if decision.promoted else [])
         tags = {DECISION_TAG: "promoted" if decision.promoted else "kept", REASON_TAG: decision.reason}
         for k, v in tags.items():
             c.set_model_version_tag(name, version, k, v)
             if run_id:
                 c.set_tag(run_id, k, v)
+        if decision.promoted:  # the last write: a failure before it leaves no champion behind
+            try:
+                c.set_registered_model_alias(name, CHAMPION, version)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    c.set_model_version_tag(name, version, DECISION_TAG, "failed")
+                raise
     logger.info("%s v%s: %s", name, version, decision.reason)
     return decision
 
 
-def register_version(tracking_uri: str, model_name: str, model_uri: str, run_id: str | None = None) -> str:
+def withdraw(tracking_uri: str, decision: PromotionDecision, why: str) -> None:
+    """Undo a promotion whose stage failed afterwards: give champion back to the version that held it
+    (or remove the alias when there was none), if it still points at this version."""
+    from mlflow.exceptions import MlflowException
+
+    c = tracking.client(tracking_uri)
+    name, version = decision.model_name, decision.version
+    with registry_lock(tracking_uri):
+        try:
+            current = str(c.get_model_version_by_alias(name, CHAMPION).version)
+        except MlflowException:
+            current = None
+        if current == version:
+            if decision.champion_version:
+                c.set_registered_model_alias(name, CHAMPION, decision.champion_version)
+            else:
+                c.delete_registered_model_alias(name, CHAMPION)
+        c.set_model_version_tag(name, version, DECISION_TAG, "withdrawn")
+        c.set_model_version_tag(name, version, REASON_TAG, f"withdrawn: the register stage failed: {why}")
+    logger.warning("%s v%s: promotion withdrawn (%s)", name, version, why)
+
+
+@contextlib.contextmanager
+def promotion(
+    tracking_uri: str, config: RegisterConfig, version: str, evaluation: Evaluation, run_id: str | None = None
+) -> Iterator[PromotionDecision]:
+    """`promote`, then the caller's remaining steps; if any of them fails, the promotion is withdrawn
+    (champion restored) before the error propagates."""
+    decision = promote(tracking_uri, config, version, evaluation, run_id=run_id)
+    try:
+        yield decision
+    except BaseException as e:
+        if decision.promoted:
+            with contextlib.suppress(Exception):
+                withdraw(tracking_uri, decision, f"{type(e).__name__}: {e}".splitlines()[0][:300])
+        raise
+
+
+def register_version(
+    tracking_uri: str,
+    model_name: str,
+    model_uri: str,
+    run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> str:
     """Register `model_uri` as a new version of `model_name` and return the version number.
 
+    `tags` are set when the version is created (e.g. `odqa.index`, the Elasticsearch index it searches:
+    a version never exists without it, so `prune_indexes` cannot take its index in between).
     `mlflow.register_model` (not the client call) links MLflow 3 logged models (`models:/m-...`)
     by model id, which a tracking server requires. `run_id` is implied by the model URI."""
     import mlflow
@@ -201,5 +317,5 @@ def register_version(tracking_uri: str, model_name: str, model_uri: str, run_id:
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     with registry_lock(tracking_uri):
-        version = mlflow.register_model(model_uri, model_name)
+        version = mlflow.register_model(model_uri, model_name, tags=tags or None)
     return str(version.version)

@@ -173,3 +173,24 @@ def _requirements() -> list[str]:
 
     names = ["mlflow", "torch", "transformers", "tokenizers", "bm25s", "kiwipiepy", "numpy", "faiss-cpu"]
     return [f"{n}=={version(n)}" for n in names]
+
+
+def version_tags(index_dir: str | Path) -> dict[str, str]:
+    """Tags the registered version gets for the index it bundles: `odqa.index`, the concrete
+    Elasticsearch indexes it searches (prune_indexes keeps those); none for a self-contained index."""
+    from odqa.retrieval.elastic import INDEX_TAG, built_indexes
+
+    names = [index for _, _, index in built_indexes(index_dir)]
+    return {INDEX_TAG: ",".join(names)} if names else {}
+
+
+def point_aliases(index_dir: str | Path) -> list[str]:
+    """On promotion, move the Elasticsearch alias (for people: Kibana, curl) onto the champion's index.
+    A failure only warns: the champion searches its concrete index, not the alias."""
+    from odqa.retrieval.elastic import point_alias
+
+    try:
+        return point_alias(index_dir)
+    except Exception as e:  # noqa: BLE001 (the promotion stands; the alias is a convenience)
+        logger.warning("could not move the Elasticsearch alias to the champion's index: %s", e)
+        return []

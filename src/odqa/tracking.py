@@ -53,6 +53,42 @@ def default_artifact_location(tracking_uri: str) -> str | None:
     return (db.parent / "mlartifacts").resolve().as_uri()
 
 
+PROBE_TIMEOUT_S = 5.0  # a service that does not answer within this is reported, not retried for minutes
+# MLflow's client retries a failing HTTP call 7 times with back-off (minutes for a dead server or a 500
+# such as NoSuchBucket); a stage fails after seconds instead, unless the user set their own.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+
+
+def probe_http(url: str, what: str, fix: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Refuse, in seconds, a service that does not answer at all (any HTTP answer, an error status
+    included, means it is there: authentication is the client's business)."""
+    import urllib.error
+    import urllib.request
+
+    from odqa.errors import InputError
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise InputError(f"{what} at {url} does not answer ({reason}); {fix}") from None
+
+
+def require_server(tracking_uri: str) -> None:
+    """An http(s) tracking URI answers /health (exempt from MLflow's Host check) within seconds, or
+    one InputError line naming it."""
+    if tracking_uri.startswith(("http://", "https://")):
+        probe_http(
+            tracking_uri.rstrip("/") + "/health",
+            "MLflow",
+            "start the server (mlflow server ...) or pass another --tracking-uri, e.g. "
+            "sqlite:///runs/mlflow.db",
+        )
+
+
 def client(tracking_uri: str):
     from mlflow.tracking import MlflowClient
 
@@ -106,6 +142,7 @@ def start_pipeline_run(
     """Create the parent run (left RUNNING until `finish_pipeline_run`) and return its id."""
     from mlflow.entities import Param
 
+    require_server(tracking_uri)
     c = client(tracking_uri)
     experiment_id = ensure_experiment(tracking_uri, experiment)
     run = c.create_run(experiment_id, run_name=run_name, tags={"odqa.kind": "pipeline", **(tags or {})})

@@ -145,9 +145,11 @@ def test_empty_context_with_answers(tmp_path):
     path = write_lines(tmp_path / "qa.jsonl", [flat("a", context="")])
     with pytest.raises(InputError, match="empty context"):
         load_qa(path)
-    repaired = load_qa(path, fix_offsets=True)
-    assert repaired.examples == []
-    assert repaired.report.to_dict()["problem_counts"] == {"empty_context": 1}
+    # a repair that drops every record is no repair: an error naming what went wrong, not an empty file
+    with pytest.raises(
+        InputError, match=r"every one of the 1 records would be dropped \({'empty_context': 1}\)"
+    ):
+        load_qa(path, fix_offsets=True)
 
 
 @pytest.mark.parametrize(
@@ -302,3 +304,30 @@ def test_json_over_the_size_limit_is_refused_with_advice(tmp_path, monkeypatch, 
     )
     monkeypatch.setenv("ODQA_MAX_JSON_BYTES", str(1 << 20))
     assert "too large" not in run_cli(["validate", "--data", str(big)])[2]
+
+
+def test_open_domain_gold_needs_no_context_nor_offsets(tmp_path):
+    """{id, question, answers: {text}}: refused as reader data, accepted with open_domain=True."""
+    path = write_lines(
+        tmp_path / "gold.jsonl", [{"id": "g", "question": "누가?", "answers": {"text": ["세종"]}}]
+    )
+    with pytest.raises(InputError, match="differ in length"):
+        load_qa(path)
+    (example,) = load_qa(path, open_domain=True).examples
+    assert example.answers == {"answer_start": [-1], "text": ["세종"]} and example.context == ""
+
+
+def test_text_is_nfc_and_offsets_follow_the_context(tmp_path):
+    """An NFD context (Hangul as jamo) holds its NFC answer once normalised, at the moved offset."""
+    import unicodedata
+
+    context = "조선의 왕 세종은 한글을 만들었다."
+    start = context.index("한글")
+    record = flat(
+        "n",
+        context=unicodedata.normalize("NFD", context),
+        texts=("한글",),
+        starts=(len(unicodedata.normalize("NFD", context[:start])),),
+    )
+    (example,) = load_qa(write_lines(tmp_path / "nfd.jsonl", [record])).examples
+    assert example.context == context and example.answers == {"answer_start": [start], "text": ["한글"]}

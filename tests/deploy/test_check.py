@@ -14,7 +14,9 @@ from odqa.deploy import check
 from odqa.deploy.manifests import REPO
 from odqa.pipeline.components import DEFAULT_IMAGE
 
-PIPELINE = "pipelines/odqa_pipeline.yaml"
+PIPELINE = "pipelines/odqa_pipeline_cpu.yaml"
+GPU_PIPELINE = "pipelines/odqa_pipeline_gpu.yaml"
+TRAINJOB = "manifests/trainer/reader-trainjob.yaml"
 # Before 2026-11-29 the compiled pipeline's default tracking_uri named namespace `mlflow` while the
 # manifests deploy MLflow to `odqa` (a deploy breaker); a test below puts it back in a copy.
 WRONG_TRACKING_URI = "http://mlflow.mlflow.svc.cluster.local:5000"
@@ -65,7 +67,7 @@ def _copy(tmp_path: Path) -> Path:
     """The files the check reads, copied so that one name can be broken."""
     root = tmp_path / "repo"
     shutil.copytree(REPO / "manifests", root / "manifests")
-    for rel in (PIPELINE, check.COMPONENTS_PY):
+    for rel in (PIPELINE, GPU_PIPELINE, check.COMPONENTS_PY):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / rel, root / rel)
     return root
@@ -142,7 +144,12 @@ BREAKS = [
     ("manifest-image-tag", "images", [(MLFLOW, "image: ghcr.io/odqa/odqa:0.1.0", "image: ghcr.io/odqa/odqa:0.1.1")], MLFLOW, "image"),
     ("pipeline-default-image", "images", [(check.COMPONENTS_PY, '"ghcr.io/odqa/odqa:0.1.0"', '"ghcr.io/odqa/odqa:0.2.0"')], MLFLOW, "image"),
     ("compiled-pipeline-image", "images", [(PIPELINE, "image: ghcr.io/odqa/odqa:0.1.0", "image: ghcr.io/odqa/odqa:0.0.9")], PIPELINE, "deploymentSpec.executors"),
-    ("gpu-pipeline-image", "images", [(GPU, "value: ghcr.io/odqa/odqa:0.1.0-cuda", "value: ghcr.io/odqa/odqa:0.1.0")], SCHEDULE, "containers[schedule] env.ODQA_IMAGE"),
+    ("gpu-pipeline-cuda-image", "images", [(GPU_PIPELINE, "image: ghcr.io/odqa/odqa:0.1.0-cuda", "image: ghcr.io/odqa/odqa:0.1.0-cu")], GPU_PIPELINE, "deploymentSpec.executors"),
+    ("gpu-overlay-schedules-cpu", "gpu", [(GPU, "value: gpu", "value: cpu")], PIPELINE, "resources.accelerator"),
+    ("local-schedules-gpu", "gpu", [(SCHEDULE, "ODQA_PIPELINE_TARGET: cpu", "ODQA_PIPELINE_TARGET: gpu")], GPU_PIPELINE, "resources.accelerator"),
+    ("trainjob-runtime", "trainer", [(TRAINJOB, "    name: torch-distributed\n", "")], TRAINJOB, "TrainJob/odqa-reader spec.runtimeRef.name"),
+    ("trainjob-nodes", "trainer", [(TRAINJOB, "numNodes: 2", "numNodes: two")], TRAINJOB, "spec.trainer.numNodes"),
+    ("trainjob-image", "trainer", [(TRAINJOB, "image: ghcr.io/odqa/odqa:0.1.0-cuda", "image: ghcr.io/odqa/odqa:0.1.0")], TRAINJOB, "spec.trainer.image"),
     ("es-dockerfile-version", "elasticsearch", [(DOCKERFILE, "elasticsearch:8.15.3", "elasticsearch:8.15.2")], DOCKERFILE, "FROM"),
     ("es-server-major", "elasticsearch", [(ES, "elasticsearch-nori:8.15.3", "elasticsearch-nori:9.1.0"), (DOCKERFILE, "elasticsearch:8.15.3", "elasticsearch:9.1.0")], ES, "containers[elasticsearch].image"),
     ("es-plugin-at-start", "elasticsearch", [(ES, "      containers:\n        - name: elasticsearch", NORI_INIT)], ES, "initContainers[install-nori] args"),

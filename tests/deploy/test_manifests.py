@@ -81,8 +81,9 @@ def test_recurring_run_cron_has_six_fields():
 
 
 def test_gpu_overlay_matches_pipeline_node_selector():
-    from odqa.pipeline.dag import GPU_NODE_SELECTOR, GPU_TOLERATION
+    from odqa.pipeline.dag import DEFAULT_GPU_NODE_SELECTOR, DEFAULT_GPU_TOLERATION
 
     pool = yaml.safe_load((MANIFESTS / "overlays/gpu/gpu-node-pool.yaml").read_text(encoding="utf-8"))
-    assert (pool["data"]["nodeSelectorKey"], pool["data"]["nodeSelectorValue"]) == GPU_NODE_SELECTOR
-    assert pool["data"]["taint"].startswith(GPU_TOLERATION)
+    selector = f"{pool['data']['nodeSelectorKey']}={pool['data']['nodeSelectorValue']}"
+    assert selector == DEFAULT_GPU_NODE_SELECTOR
+    assert pool["data"]["taint"].startswith(DEFAULT_GPU_TOLERATION)

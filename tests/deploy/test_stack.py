@@ -15,27 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from odqa.deploy.stack import Stack, StackConfig
+from odqa.deploy.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Stack:
-    # A failing server call fails the test now, not after MLflow's minutes of retries with back-off.
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    mp.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
-    s = Stack(StackConfig(workdir=tmp_path_factory.mktemp("stack")))
-    try:
-        s.start()
-    except Exception as e:
-        s.stop()
-        mp.undo()
-        pytest.fail(f"the stack did not start: {e}", pytrace=False)
-    yield s
-    s.stop()
-    mp.undo()
 
 
 @pytest.fixture(scope="module")

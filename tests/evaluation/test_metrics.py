@@ -73,7 +73,7 @@ def test_score_counts_unanswered_as_zero():
 
 
 def test_unknown_metric():
-    with pytest.raises(InputError, match="unknown metric"):
+    with pytest.raises(InputError, match="metric: must be one of .korquad. or .squad., got .bleu."):
         EvaluateConfig(metric="bleu")
     with pytest.raises(ValueError):
         normalize_answer("x", "bleu")

@@ -12,10 +12,13 @@ import yaml
 
 from odqa.config import parse_assignments
 from odqa.errors import InputError
-from odqa.pipeline.runner import PIPELINE_YAML, validate_cron
+from odqa.pipeline.runner import PIPELINE_YAMLS, validate_cron
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-COMMITTED_YAML = REPO_ROOT / PIPELINE_YAML
+COMMITTED = {target: REPO_ROOT / rel for target, rel in PIPELINE_YAMLS.items()}
+IMAGE_ENV = ("ODQA_IMAGE", "ODQA_CUDA_IMAGE", "ODQA_PIPELINE_TARGET", "ODQA_GPUS_PER_NODE",
+             "ODQA_GPU_NODE_SELECTOR", "ODQA_GPU_TOLERATION", "ODQA_PIPELINE_ES_URL",
+             "ODQA_PIPELINE_S3_ENDPOINT")  # fmt: skip
 
 STAGES = [
     "start-tracking",
@@ -32,26 +35,43 @@ STAGES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory) -> tuple[Path, dict]:
-    """Compile in a fresh process with the default image, as `odqa pipeline compile` does."""
-    out = tmp_path_factory.mktemp("compiled") / "odqa_pipeline.yaml"
-    env = {k: v for k, v in os.environ.items() if k != "ODQA_IMAGE"}
-    subprocess.run(
-        [
+def _compile(out_dir: Path, *options: str, cluster_env: dict[str, str] | None = None) -> dict[str, Path]:
+    """`odqa pipeline compile` in a fresh process with the default images, as `make compile` runs it
+    (`cluster_env`: what the schedule job's ConfigMap sets at compile time on a cluster)."""
+    env = {k: v for k, v in os.environ.items() if k not in IMAGE_ENV} | (cluster_env or {})
+    code = "import sys; from odqa.cli import main; sys.exit(main())"
+    outs = {}
+    for target in PIPELINE_YAMLS:
+        outs[target] = out_dir / f"{target}.yaml"
+        cmd = [
             sys.executable,
             "-c",
-            "import sys; from odqa.cli import main; sys.exit(main())",
+            code,
             "pipeline",
             "compile",
+            "--target",
+            target,
+            "--out",
+            str(outs[target]),
         ]
-        + ["--out", str(out)],
-        check=True,
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-    )
-    return out, yaml.safe_load_all(out.read_text(encoding="utf-8")).__next__()
+        subprocess.run([*cmd, *options], check=True, env=env, cwd=REPO_ROOT, capture_output=True)
+    return outs
+
+
+def _load(path: Path) -> list[dict]:
+    return list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+
+
+@pytest.fixture(scope="module")
+def compiled_all(tmp_path_factory) -> dict[str, tuple[Path, list[dict]]]:
+    outs = _compile(tmp_path_factory.mktemp("compiled"))
+    return {target: (path, _load(path)) for target, path in outs.items()}
+
+
+@pytest.fixture(scope="module", params=list(PIPELINE_YAMLS))
+def compiled(request, compiled_all) -> tuple[Path, dict]:
+    path, docs = compiled_all[request.param]
+    return path, docs[0]
 
 
 def _all_tasks(spec: dict) -> dict[str, dict]:
@@ -71,13 +91,11 @@ def _upstream(task: dict) -> set[str]:
     return ups
 
 
-def test_committed_yaml_is_current(compiled):
+@pytest.mark.parametrize("target", list(PIPELINE_YAMLS))
+def test_committed_yaml_is_current(compiled_all, target):
     """Compared as parsed YAML: the header comment lists dict defaults in a varying key order."""
-    out, _ = compiled
-    committed = list(yaml.safe_load_all(COMMITTED_YAML.read_text(encoding="utf-8")))
-    fresh = list(yaml.safe_load_all(out.read_text(encoding="utf-8")))
-    assert committed == fresh, (
-        "pipelines/odqa_pipeline.yaml is stale: run `odqa pipeline compile` and commit it"
+    assert _load(COMMITTED[target]) == compiled_all[target][1], (
+        f"{PIPELINE_YAMLS[target]} is stale: run `make compile` (odqa pipeline compile) and commit it"
     )
 
 
@@ -119,29 +137,106 @@ def test_parameter_names_follow_the_glossary(compiled):
     assert "num_threads" in reader_defaults and "threads" not in reader_defaults
 
 
-def test_cluster_settings(compiled):
-    _, spec = compiled
-    executors = spec["deploymentSpec"]["executors"]
+GPU_EXECUTORS = {"exec-train-reader", "exec-predict"}
+
+
+def _k8s(docs: list[dict]) -> dict:
+    return docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"] if len(docs) > 1 else {}
+
+
+def test_cpu_target_asks_for_no_gpu(compiled_all):
+    _, docs = compiled_all["cpu"]
+    executors = docs[0]["deploymentSpec"]["executors"]
     for name, executor in executors.items():
         container = executor["container"]
         assert container["image"] == "ghcr.io/odqa/odqa:0.1.0", name
+        assert "accelerator" not in container["resources"], name
         assert container["resources"]["cpuRequest"] > 0 and container["resources"]["memoryRequest"] > 0
-    train = executors["exec-train-reader"]["container"]["resources"]["accelerator"]
-    assert train["resourceType"] == "nvidia.com/gpu" and train["resourceCount"] == "1"
-    assert sum("accelerator" in e["container"]["resources"] for e in executors.values()) == 1
-    tasks = _all_tasks(spec)
+    assert _k8s(docs) == {}  # no node selector, no toleration
+    tasks = _all_tasks(docs[0])
     assert tasks["prepare-data"]["cachingOptions"] == {}  # caching off for data pulls
     assert tasks["register"]["cachingOptions"] == {}
     assert tasks["preprocess"]["cachingOptions"] == {"enableCache": True}
 
 
-def test_train_reader_node_selector_and_toleration():
-    docs = list(yaml.safe_load_all(COMMITTED_YAML.read_text(encoding="utf-8")))
-    platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(platform) == {"exec-train-reader"}
-    k8s = platform["exec-train-reader"]
-    assert k8s["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
-    assert k8s["tolerations"] == [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
+def test_gpu_target_puts_train_and_predict_on_gpu_nodes_in_the_cuda_image(compiled_all):
+    _, docs = compiled_all["gpu"]
+    executors = docs[0]["deploymentSpec"]["executors"]
+    for name, executor in executors.items():
+        container = executor["container"]
+        on_gpu = name in GPU_EXECUTORS
+        assert container["image"] == (
+            "ghcr.io/odqa/odqa:0.1.0-cuda" if on_gpu else "ghcr.io/odqa/odqa:0.1.0"
+        ), name
+        accelerator = container["resources"].get("accelerator")
+        assert (accelerator is not None) == on_gpu, name
+        if on_gpu:
+            assert accelerator["resourceType"] == "nvidia.com/gpu" and accelerator["resourceCount"] == "1"
+    k8s = _k8s(docs)
+    assert set(k8s) == GPU_EXECUTORS
+    for name in GPU_EXECUTORS:
+        assert k8s[name]["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+        assert k8s[name]["tolerations"] == [
+            {"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}
+        ]
+
+
+def test_train_reader_is_retried_and_gets_the_trainer_parameters(compiled):
+    _, spec = compiled
+    train = _all_tasks(spec)["train-reader"]
+    assert train["retryPolicy"]["maxRetryCount"] == 2
+    assert {"gpus_per_node", "trainer_nodes"} <= set(train["inputs"]["parameters"])
+    assert spec["root"]["inputDefinitions"]["parameters"]["trainer_nodes"]["defaultValue"] == 1
+
+
+def test_gpu_compile_options_set_gpus_selector_and_toleration(tmp_path):
+    outs = _compile(
+        tmp_path, "--gpus-per-node", "4", "--gpu-node-selector", "pool=a100", "--gpu-toleration", "gpu"
+    )
+    docs = _load(outs["gpu"])
+    train = docs[0]["deploymentSpec"]["executors"]["exec-train-reader"]["container"]["resources"]
+    assert train["accelerator"]["resourceCount"] == "4"
+    assert _all_tasks(docs[0])["train-reader"]["inputs"]["parameters"]["gpus_per_node"] == {
+        "runtimeValue": {"constant": 4}
+    }
+    k8s = _k8s(docs)["exec-train-reader"]
+    assert k8s["nodeSelector"]["labels"] == {"pool": "a100"} and k8s["tolerations"][0]["key"] == "gpu"
+    cpu = _load(outs["cpu"])  # GPU options leave the cpu target alone
+    assert _k8s(cpu) == {}
+    assert _all_tasks(cpu[0])["train-reader"]["inputs"]["parameters"]["gpus_per_node"] == {
+        "runtimeValue": {"constant": 1}
+    }
+
+
+def test_cluster_compile_env_reaches_the_pods(tmp_path):
+    """The recurring run's ConfigMap (manifests/base/recurring-run.yaml) sets these when it compiles:
+    index/retrieve get the in-cluster Elasticsearch, prepare_data the S3 endpoint and the keys of the
+    mlflow-s3 Secret. The local compile (committed YAML) has neither."""
+    es, s3 = "http://elasticsearch.odqa.svc.cluster.local:9200", "http://minio.odqa.svc.cluster.local:9000"
+    outs = _compile(tmp_path, cluster_env={"ODQA_PIPELINE_ES_URL": es, "ODQA_PIPELINE_S3_ENDPOINT": s3})
+    for target, path in outs.items():
+        docs = _load(path)
+        executors = docs[0]["deploymentSpec"]["executors"]
+
+        def env(name: str, executors=executors) -> dict[str, str]:
+            return {e["name"]: e["value"] for e in executors[name]["container"].get("env", [])}
+
+        assert env("exec-index")["ODQA_ES_URL"] == es and env("exec-retrieve")["ODQA_ES_URL"] == es, target
+        assert env("exec-prepare-data")["AWS_ENDPOINT_URL"] == s3, target
+        secret = _k8s(docs)["exec-prepare-data"]["secretAsEnv"][0]
+        assert secret["secretName"] == "mlflow-s3" and secret["optional"] is True
+        assert {m["envVar"] for m in secret["keyToEnv"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    for target, committed in COMMITTED.items():
+        executors = _load(committed)[0]["deploymentSpec"]["executors"]
+        assert not any("env" in e["container"] for e in executors.values()), target
+
+
+def test_compile_refuses_out_without_a_target(capsys, tmp_path):
+    from odqa.cli import main
+
+    assert main(["pipeline", "compile", "--out", str(tmp_path / "x.yaml")]) == 2
+    assert "--target" in capsys.readouterr().err
+    assert not (tmp_path / "x.yaml").exists()
 
 
 def test_components_import_without_running_stage_code():

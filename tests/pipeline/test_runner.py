@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from odqa import registry, settings, tracking
+from odqa.errors import InputError
 from odqa.pipeline.runner import LocalRunConfig, run_local
 
 pytestmark = pytest.mark.integration
@@ -179,3 +181,52 @@ def test_local_dag_registers_promotes_and_serves(tiny_korquad, tmp_path):
 
 def _eval_qa(run_dir: Path) -> Path:
     return next(run_dir.glob("artifacts/*/prepare-data/eval_qa/qa.jsonl"))
+
+
+@pytest.mark.parametrize(
+    ("cron", "error"),
+    [
+        ("0 0 3 * * *", None),
+        ("*/15 0-30/5 1,13 ? JAN-MAR MON-FRI", None),
+        ("@daily", None),
+        ("@every 1h", None),
+        ("60 0 3 * * *", "seconds field '60'"),
+        ("0 60 3 * * *", "minutes field"),
+        ("0 0 24 * * *", "hours field"),
+        ("0 0 3 0 * *", "day of month field"),
+        ("0 0 3 * 13 *", "month field"),
+        ("0 0 3 * * 7", "day of week field"),
+        ("0 0 3 * * 1-", "expected"),
+        ("0 0 3 * * 5-1", "runs backwards"),
+        ("0 0/0 3 * * *", "step"),
+        ("? 0 3 * * *", "only for day of month"),
+        ("0 3 * * *", "has 5 fields"),
+        ("@sometimes", "unknown descriptor"),
+    ],
+)
+def test_validate_cron_checks_each_field(cron, error):
+    """A typo in --cron fails here, naming the field, not on the cluster at the first firing."""
+    from odqa.pipeline.runner import validate_cron
+
+    if error is None:
+        assert validate_cron(cron) == cron
+    else:
+        with pytest.raises(InputError, match=re.escape(error) if "'" in error else error):
+            validate_cron(cron)
+
+
+def test_stage_failure_finds_the_stage_and_its_own_error_line():
+    """The kfp runner's coloured RuntimeError names the task; the stage's traceback ends with its error."""
+    from odqa.pipeline.runner import stage_failure
+
+    message = "Pipeline \x1b[95m'odqa'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m. Inner task failed: \x1b[96m'prepare-data'\x1b[0m."
+    lines = [
+        "Traceback (most recent call last):",
+        '  File "x.py"',
+        "odqa.errors.InputError: d.json [record 3]: bad",
+        "",
+        "done",
+    ]
+    assert stage_failure(message, lines) == ("prepare-data", "d.json [record 3]: bad")
+    assert stage_failure(message, ["ValueError: boom"]) == ("prepare-data", "ValueError: boom")
+    assert stage_failure("finished with status FAILURE", []) == ("?", "see the log")

@@ -4,6 +4,9 @@ DockerRunner receives, and the one-line refusal (before any run folder exists) w
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,4 +41,20 @@ def test_without_an_engine_it_fails_in_one_line_and_writes_nothing(tmp_path: Pat
 def test_unknown_runner_is_refused(tmp_path: Path):
     with pytest.raises(InputError, match="--runner must be one of subprocess, docker"):
         run_local(LocalRunConfig(runs_dir=str(tmp_path / "runs"), runner="podman"))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_runner_docker_without_engine_is_one_line_exit_2(tmp_path: Path):
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    odqa = Path(sys.executable).with_name("odqa")
+    proc = subprocess.run(
+        [str(odqa), "pipeline", "run", "--local", "--runner", "docker", "--runs-dir", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--runner docker needs a running Docker engine" in lines[0], proc.stderr
     assert not (tmp_path / "runs").exists()

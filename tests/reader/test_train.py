@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -25,7 +26,13 @@ from odqa.reader.train import train_reader
 from odqa.settings import korquad_dev_path
 from odqa.text.wordpiece import train_wordpiece_tokenizer
 
-pytestmark = pytest.mark.integration
+FAMILIES = (
+    "bert",
+    "roberta-bert-tokenizer",
+    "xlm-roberta",
+    "electra",
+)  # tests/reader/conftest.py builds them
+
 TINY = dict(
     hidden_size=64, num_layers=1, num_heads=2, vocab_size=3000, max_length=128, doc_stride=48, num_threads=2
 )
@@ -47,6 +54,7 @@ def _f1(reader: Reader, examples) -> float:
     return score([(ex.id, ex.answers["text"]) for ex in examples], predictions)["f1"]
 
 
+@pytest.mark.integration
 def test_training_beats_untrained_and_writes_a_loadable_model(korquad_slice, tmp_path):
     qa_path, examples = korquad_slice
     config = ReaderTrainConfig(
@@ -88,6 +96,7 @@ def test_training_beats_untrained_and_writes_a_loadable_model(korquad_slice, tmp
         assert all(e["text"] in texts[e["passage_id"]] for e in entries)
 
 
+@pytest.mark.integration
 def test_same_seed_gives_same_model(korquad_slice, tmp_path):
     """Training is deterministic for a given tokenizer. (The WordPiece trainer of `tokenizers` breaks
     frequency ties in hash order, so a vocabulary learned from scratch can differ between runs.)"""
@@ -109,6 +118,7 @@ def test_same_seed_gives_same_model(korquad_slice, tmp_path):
     assert Reader.load(a).settings.title_prefix is True
 
 
+@pytest.mark.integration
 def test_reader_model_from_a_saved_checkpoint_via_cli(korquad_slice, tmp_path, capsys):
     """--reader-model loads any local HF checkpoint through the Auto classes (here a DistilBERT,
     whose tokenizer has no token_type_ids)."""
@@ -195,3 +205,173 @@ def test_training_sets_threads_only_for_the_call(tiny_qa, tmp_path):
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(original)
+
+
+# Devices, precision, accumulation, checkpoints, evaluation, model families: tiny and fast.
+FAST = dict(max_length=64, doc_stride=16, num_threads=1, log_every=1, shuffle=True, seed=3)
+
+
+def _texts(path) -> list[str]:
+    return [t for ex in load_qa(path).examples for t in (ex.context, ex.question)]
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory, tiny_qa, make_family_checkpoint):
+    return make_family_checkpoint("bert", tmp_path_factory.mktemp("bert"), _texts(tiny_qa))
+
+
+@pytest.fixture(scope="module")
+def bert_no_dropout(tmp_path_factory, tiny_qa, make_family_checkpoint):
+    return make_family_checkpoint("bert", tmp_path_factory.mktemp("bert0"), _texts(tiny_qa), dropout=0.0)
+
+
+def _weights(folder) -> dict:
+    return AutoModelForQuestionAnswering.from_pretrained(str(folder)).state_dict()
+
+
+def _weighted_qa(tiny_qa, tmp_path):
+    """tiny_qa with unequal per-example weights (curriculum / augmentation confidence)."""
+    examples = load_qa(tiny_qa).examples
+    for i, ex in enumerate(examples):
+        ex.weight = 0.25 + 0.5 * (i % 4)
+    path = tmp_path / "weighted.jsonl"
+    write_qa(path, examples)
+    return path
+
+
+def test_grad_accum_and_uneven_parts_give_the_same_steps(bert_no_dropout, tiny_qa, tmp_path):
+    """A step of 5 windows in one pass or in passes of 3 + 2: the same step losses (relative 1e-5: fp32
+    sums in another order) and weights within 1e-3 (AdamW turns a 1e-9 difference in a near-zero
+    gradient into a step of up to lr = 1e-3). Each part is divided by the step's window count, not its
+    own: dividing by its own count would make the first loss a sum of two means."""
+    qa = _weighted_qa(tiny_qa, tmp_path)
+    base = ReaderTrainConfig(**FAST, reader_model=str(bert_no_dropout), batch_size=5, max_steps=4)
+    one = train_reader(base, qa, tmp_path / "one")
+    two = train_reader(base.model_copy(update={"grad_accum": 2}), qa, tmp_path / "two")
+    l1 = [v for _, v in read_json(one / READER_CONFIG_FILE)["training"]["loss_history"]]
+    l2 = [v for _, v in read_json(two / READER_CONFIG_FILE)["training"]["loss_history"]]
+    assert l1 == pytest.approx(l2, rel=1e-5)
+    w1, w2 = _weights(one), _weights(two)
+    diff = max(float((w1[k] - w2[k]).abs().max()) for k in w1)
+    assert diff < 1e-3, diff
+
+
+def test_bf16_on_the_cpu_trains_and_predicts(bert_dir, tiny_qa, tmp_path):
+    config = ReaderTrainConfig(
+        **FAST, reader_model=str(bert_dir), batch_size=4, max_steps=2, device="cpu", precision="bf16"
+    )
+    out = train_reader(config, tiny_qa, tmp_path / "bf16")
+    training = read_json(out / READER_CONFIG_FILE)["training"]
+    assert (training["device"], training["precision"], training["processes"]) == ("cpu", "bf16", 1)
+    assert math.isfinite(training["final_loss"])
+    assert next(AutoModelForQuestionAnswering.from_pretrained(str(out)).parameters()).dtype == torch.float32
+    examples = load_qa(tiny_qa).examples
+    predictions, _ = Reader.load(out).predict(
+        results_from_gold(examples), PredictConfig(precision="bf16", trim_particles=False)
+    )
+    assert set(predictions) == {ex.id for ex in examples}
+
+
+def test_default_is_cpu_fp32_as_before(bert_dir, tiny_qa, tmp_path):
+    out = train_reader(
+        ReaderTrainConfig(**FAST, reader_model=str(bert_dir), max_steps=1), tiny_qa, tmp_path / "m"
+    )
+    training = read_json(out / READER_CONFIG_FILE)["training"]
+    if not torch.cuda.is_available():
+        assert (training["device"], training["precision"]) == ("cpu", "fp32")
+    assert training["steps_per_second"] > 0 and not (out / "checkpoints").exists()
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _stop_after(k: int):
+    def hook(step: int) -> None:
+        if step == k:
+            raise Interrupted
+
+    return hook
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(bert_dir, tiny_qa, tmp_path):
+    """Dropout on, shuffling on, 2 epochs, stopped mid-epoch 2 after step 5 (checkpoint at 4): the resumed
+    run ends bit-identical (torch.equal) to one that never stopped, on the CPU."""
+    config = ReaderTrainConfig(
+        **FAST, reader_model=str(bert_dir), batch_size=4, epochs=3, checkpoint_every=2, keep_checkpoints=2
+    )
+    whole = train_reader(config, tiny_qa, tmp_path / "whole")
+    out = tmp_path / "cut"
+    with pytest.raises(Interrupted):
+        train_reader(config, tiny_qa, out, on_step=_stop_after(5))
+    assert [p.name for p in (out / "checkpoints").iterdir() if p.name.startswith("step-")] == [
+        "step-00000002",
+        "step-00000004",
+    ] or sorted(p.name for p in (out / "checkpoints").glob("step-*")) == ["step-00000002", "step-00000004"]
+    assert not (out / "config.json").exists()  # no model until training ends
+    resumed = train_reader(config.model_copy(update={"resume": True}), tiny_qa, out)
+    training = read_json(resumed / READER_CONFIG_FILE)["training"]
+    assert (
+        training["resumed_from_step"] == 4
+        and training["steps"] == read_json(whole / READER_CONFIG_FILE)["training"]["steps"]
+    )
+    assert training["loss_history"] == read_json(whole / READER_CONFIG_FILE)["training"]["loss_history"]
+    w_whole, w_resumed = _weights(whole), _weights(resumed)
+    assert all(torch.equal(w_whole[k], w_resumed[k]) for k in w_whole)
+    assert (resumed / "checkpoints" / "run.json").is_file()
+
+
+def test_resume_refuses_another_runs_or_a_damaged_checkpoint(bert_dir, tiny_qa, tmp_path, capsys):
+    out = tmp_path / "m"
+    config = ReaderTrainConfig(
+        **FAST, reader_model=str(bert_dir), batch_size=4, max_steps=3, checkpoint_every=1
+    )
+    train_reader(config, tiny_qa, out)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    capsys.readouterr()
+    argv = ["train", "--train", str(tiny_qa), "--out", str(out), "--reader-model", str(bert_dir), "--max-length", "64",
+            "--doc-stride", "16", "--batch-size", "4", "--max-steps", "3", "--checkpoint-every", "1", "--seed", "3",
+            "--num-threads", "1", "--resume"]  # fmt: skip
+    assert main([*argv, "--learning-rate", "0.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checkpoints are from another run" in err[0]
+    newest = sorted((out / "checkpoints").glob("step-*"))[-1] / "state.pt"
+    newest.write_bytes(newest.read_bytes()[:200])
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "corrupted checkpoint" in err[0]
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # previous output intact
+
+
+def test_evaluation_keeps_the_best_and_stops_early(bert_dir, tiny_qa, tmp_path):
+    """A learning rate so small that F1 cannot move: the first evaluation stays best, patience 2 stops
+    the run after the third."""
+    config = ReaderTrainConfig(
+        **FAST, reader_model=str(bert_dir), batch_size=2, epochs=5, learning_rate=1e-12,
+        eval_qa=str(tiny_qa), eval_every=2, patience=2,
+    )  # fmt: skip
+    out = train_reader(config, tiny_qa, tmp_path / "m")
+    training = read_json(out / READER_CONFIG_FILE)["training"]
+    assert [e[0] for e in training["eval_history"]] == [2, 4, 6]
+    assert training["stopped_early"] and training["steps"] == 6
+    assert training["best"]["step"] == 2 and (out / "checkpoints" / "best" / "meta.json").is_file()
+    assert all(0 <= v <= 100 for e in training["eval_history"] for v in e[1:])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_model_families_train_save_reload_and_predict(family, tiny_qa, tmp_path, make_family_checkpoint):
+    """reader_model = a local folder of each family; the same code trains, saves, reloads and reads."""
+    start = make_family_checkpoint(family, tmp_path / family, _texts(tiny_qa))
+    config = ReaderTrainConfig(**FAST, reader_model=str(start), batch_size=4, max_steps=2)
+    out = train_reader(config, tiny_qa, tmp_path / "reader")
+    reader = Reader.load(out)
+    assert (
+        type(reader.model).__name__
+        == type(AutoModelForQuestionAnswering.from_pretrained(str(start))).__name__
+    )
+    examples = load_qa(tiny_qa).examples
+    predictions, nbest = reader.predict(
+        results_from_gold(examples), PredictConfig(trim_particles=False, n_best=3)
+    )
+    assert set(predictions) == {ex.id for ex in examples}
+    assert all(e["text"] in ex.context for ex in examples for e in nbest[ex.id])

@@ -65,3 +65,25 @@ def test_bad_member_options_fail_before_any_member_is_built(tmp_path, tiny_passa
         "retriever_options: members: member 1 (dense): epochs: must be an integer, got 2.5"
     )
     assert not (tmp_path / "h").exists()
+
+
+def test_an_edited_retriever_json_is_refused_and_an_old_one_without_fingerprint_loads(
+    tmp_path, tiny_passages
+):
+    """The fingerprint catches retriever.json edited to another analyzer; indexes from before it load."""
+    from odqa.retrieval.base import FINGERPRINT_KEY
+
+    index = build_index("bm25", {"analyzer": "whitespace"}, tiny_passages.passages_path, tmp_path / "i")
+    config_path = index / "retriever.json"
+    saved = json.loads(config_path.read_text())
+    assert set(saved[FINGERPRINT_KEY]) == {"settings", "analyzer"}
+    config_path.write_text(json.dumps({**saved, "analyzer": "bigram"}))
+    with pytest.raises(InputError, match=r"retriever.json: settings differ .* rebuild the index"):
+        load_retriever(index)
+    config_path.write_text(json.dumps({k: v for k, v in saved.items() if k != FINGERPRINT_KEY}))
+    assert load_retriever(index).search(["서울"], 1)
+    config_path.write_text(
+        json.dumps({**saved, FINGERPRINT_KEY: {**saved[FINGERPRINT_KEY], "analyzer": "0" * 16}})
+    )
+    with pytest.raises(InputError, match="analyzer now gives other terms"):
+        load_retriever(index)

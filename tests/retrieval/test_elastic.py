@@ -9,11 +9,13 @@ against a real Elasticsearch with the nori plugin, which run only when ODQA_ES_U
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -21,14 +23,19 @@ import pytest
 
 from odqa.errors import InputError
 from odqa.io import write_jsonl
-from odqa.retrieval.base import load_retriever, retriever_class
+from odqa.retrieval.base import FINGERPRINT_KEY, fingerprint, load_retriever, retriever_class
 from odqa.retrieval.elastic import (
+    INDEX_TAG,
     ElasticsearchConfig,
     ElasticsearchRetriever,
     ElasticsearchUnavailable,
+    built_index_pattern,
+    built_indexes,
     bulk_actions,
     index_mappings,
     index_settings,
+    point_alias,
+    prune_indexes,
     search_body,
 )
 from odqa.schema import RETRIEVER_CONFIG_FILE, Passage
@@ -119,7 +126,8 @@ class FakeElasticsearch:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if self.command != "HEAD":
+                    self.wfile.write(data)
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -146,6 +154,8 @@ class FakeElasticsearch:
     def resolve(self, name: str) -> list[str]:
         if name in self.indices:
             return [name]
+        if "*" in name:
+            return sorted(i for i in self.indices if fnmatch.fnmatchcase(i, name))
         return sorted(i for i, v in self.indices.items() if name in v["aliases"])
 
     def route(self, method: str, path: str, raw: str):
@@ -182,16 +192,25 @@ class FakeElasticsearch:
                 return 400, _error(
                     "illegal_argument_exception", "Unknown tokenizer type [nori_tokenizer] for [odqa_nori]"
                 )
-            self.indices[name] = {"docs": {}, "aliases": set(), "body": body}
+            created = str(int(time.time() * 1000))
+            self.indices[name] = {"docs": {}, "aliases": set(), "body": body, "created": created}
             return 200, {"acknowledged": True, "shards_acknowledged": True, "index": name}
         if len(parts) == 1 and method == "DELETE":
             if name not in self.indices:
                 return 404, _error("index_not_found_exception", f"no such index [{name}]", 404)
             del self.indices[name]
             return 200, {"acknowledged": True}
+        if len(parts) == 1 and method == "HEAD":
+            return (200 if name in self.indices else 404), {}
         targets = self.resolve(name)
+        if not targets and "*" in name and parts[1] == "_settings":
+            return 200, {}
         if not targets:
             return 404, _error("index_not_found_exception", f"no such index [{name}]", 404)
+        if parts[1] == "_settings":
+            return 200, {
+                t: {"settings": {"index": {"creation_date": self.indices[t]["created"]}}} for t in targets
+            }
         docs = [d for t in targets for d in self.indices[t]["docs"].values()]
         if parts[1] == "_refresh":
             return 200, {"_shards": {"total": 1, "successful": 1, "failed": 0}}
@@ -259,7 +278,7 @@ def _no_env_url(monkeypatch):
     monkeypatch.delenv("ODQA_ES_URL", raising=False)
 
 
-def test_build_then_search_through_alias_and_load(passages_path: Path, tmp_path: Path):
+def test_build_then_search_the_concrete_index_and_load(passages_path: Path, tmp_path: Path):
     with FakeElasticsearch() as es:
         config = ElasticsearchConfig(url=es.url, alias="odqa-test", chunk_size=3)
         retriever = ElasticsearchRetriever.build(config, passages_path, tmp_path / "index")
@@ -267,34 +286,115 @@ def test_build_then_search_through_alias_and_load(passages_path: Path, tmp_path:
         assert hits[0][0].passage_id == "d1-0"
         assert hits[1][0].document_id == "d4"
         assert es.bulk_calls == 2  # 4 docs in chunks of 3
+        (name,) = es.indices
+        assert built_index_pattern("odqa-test").fullmatch(name)
         stored = json.loads((tmp_path / "index" / RETRIEVER_CONFIG_FILE).read_text())
         assert (
             stored["kind"] == "elasticsearch" and stored["url"] == es.url and stored["alias"] == "odqa-test"
         )
+        assert stored["index"] == name
         reloaded = load_retriever(tmp_path / "index")
         assert [h.passage_id for h in reloaded.search(["제주도 한라산"], 3)[0]] == [
             h.passage_id for h in retriever.search(["제주도 한라산"], 3)[0]
         ]
-        # searches name the alias, never the concrete index
-        assert ("POST", "/odqa-test/_msearch") in es.requests
+        # searches name the concrete index, never the alias; a build moves no alias
+        assert ("POST", f"/{name}/_msearch") in es.requests
+        assert ("POST", "/odqa-test/_msearch") not in es.requests
+        assert es.alias_requests == []
 
 
-def test_rebuild_moves_alias_atomically_and_deletes_old_index(passages_path: Path, tmp_path: Path):
+def test_rebuild_makes_a_new_index_and_leaves_the_old_one_searchable(passages_path: Path, tmp_path: Path):
     with FakeElasticsearch() as es:
         config = ElasticsearchConfig(url=es.url, alias="odqa-swap")
         ElasticsearchRetriever.build(config, passages_path, tmp_path / "a")
+        point_alias(tmp_path / "a")
         (first,) = es.indices
+        before = load_retriever(tmp_path / "a").search(["신라의 수도"], 2)
+        write_jsonl(passages_path, (p.to_dict() for p in PASSAGES[:2]))  # the challenger's corpus differs
         ElasticsearchRetriever.build(config, passages_path, tmp_path / "b")
-        (second,) = es.indices
-        assert second != first and second.startswith("odqa-swap-")
-        assert es.indices[second]["aliases"] == {"odqa-swap"}
-        # the move is ONE _aliases request removing the old index and adding the new one
+        second = (set(es.indices) - {first}).pop()
+        assert sorted(es.indices) == sorted([first, second]) and ("DELETE", f"/{first}") not in es.requests
+        assert es.indices[first]["aliases"] == {"odqa-swap"} and es.indices[second]["aliases"] == set()
+        assert load_retriever(tmp_path / "a").search(["신라의 수도"], 2) == before
+        assert before[0][0].document_id == "d4"
+        assert load_retriever(tmp_path / "b").search(["신라의 수도"], 2)[0][0].document_id != "d4"
+        # promotion moves the alias in ONE _aliases request
+        assert point_alias(tmp_path / "b") == [second]
         assert es.alias_requests[-1] == [
             {"remove": {"index": first, "alias": "odqa-swap"}},
             {"add": {"index": second, "alias": "odqa-swap"}},
         ]
-        last_swap = max(i for i, r in enumerate(es.requests) if r == ("POST", "/_aliases"))
-        assert last_swap < es.requests.index(("DELETE", f"/{first}"))  # old index dropped only after the move
+
+
+def test_a_pruned_index_fails_load_in_one_line(passages_path: Path, tmp_path: Path):
+    with FakeElasticsearch() as es:
+        ElasticsearchRetriever.build(
+            ElasticsearchConfig(url=es.url, alias="odqa-gone"), passages_path, tmp_path / "i"
+        )
+        (name,) = es.indices
+        del es.indices[name]
+        with pytest.raises(ElasticsearchUnavailable, match=f"index {name} .* no longer exists") as info:
+            load_retriever(tmp_path / "i")
+        assert "\n" not in str(info.value)
+
+
+def _register(uri: str, tmp_path: Path, index_dir: Path, em: float):
+    """What the register stage does with an index folder: a version tagged with its concrete indexes,
+    promoted by the registry's rule, and the alias moved when promoted."""
+    from odqa import registry, tracking
+
+    run_id = tracking.start_pipeline_run(uri, "exp", "run")
+    model_dir = tmp_path / f"model-{run_id}"
+    model_dir.mkdir()
+    (model_dir / "MLmodel").write_text("artifact_path: model\n")
+    tags = {INDEX_TAG: ",".join(i for _, _, i in built_indexes(index_dir))}
+    version = registry.register_version(uri, "odqa", model_dir.as_uri(), run_id=run_id, tags=tags)
+    evaluation = registry.Evaluation({"exact_match": em, "total": 1}, "f" * 64, 1)
+    decision = registry.promote(uri, registry.RegisterConfig(), version, evaluation)
+    if decision.promoted:
+        point_alias(index_dir)
+    return version, decision
+
+
+@pytest.mark.integration
+def test_challenger_keeps_champion_index_and_prune_keeps_what_versions_reference(
+    passages_path: Path, tmp_path: Path
+):
+    """Build A, register + promote A; build B, register B (worse: not promoted): A's index and hits are
+    unchanged and the alias stays on A. Prune deletes only what no version references."""
+    from odqa import tracking
+
+    uri = tracking.sqlite_uri(tmp_path / "mlflow.db")
+    with FakeElasticsearch() as es:
+        config = ElasticsearchConfig(url=es.url, alias="odqa-ver")
+        ElasticsearchRetriever.build(config, passages_path, tmp_path / "a")
+        (index_a,) = es.indices
+        version_a, decision_a = _register(uri, tmp_path, tmp_path / "a", 50.0)
+        assert decision_a.promoted
+        hits_a = load_retriever(tmp_path / "a").search(["신라의 수도", "한라산"], 3)
+
+        ElasticsearchRetriever.build(config, passages_path, tmp_path / "b")
+        index_b = (set(es.indices) - {index_a}).pop()
+        version_b, decision_b = _register(uri, tmp_path, tmp_path / "b", 40.0)
+        assert not decision_b.promoted
+        assert index_a in es.indices and es.indices[index_a]["aliases"] == {"odqa-ver"}
+        assert load_retriever(tmp_path / "a").search(["신라의 수도", "한라산"], 3) == hits_a
+        c = tracking.client(uri)
+        assert c.get_model_version("odqa", version_a).tags[INDEX_TAG] == index_a
+        assert c.get_model_version("odqa", version_b).tags[INDEX_TAG] == index_b
+
+        ElasticsearchRetriever.build(config, passages_path, tmp_path / "orphan")  # a run that failed later
+        orphan = (set(es.indices) - {index_a, index_b}).pop()
+        es.indices["odqa-ver-manual"] = {"docs": {}, "aliases": set(), "body": {}, "created": "0"}
+        assert prune_indexes(es.url, "odqa-ver", uri, "odqa") == []  # everything is younger than 3 days
+        assert prune_indexes(es.url, "odqa-ver", uri, "odqa", min_age_s=0, dry_run=True) == [orphan]
+        assert orphan in es.indices
+        assert prune_indexes(es.url, "odqa-ver", uri, "odqa", min_age_s=0) == [orphan]
+        assert sorted(es.indices) == sorted([index_a, index_b, "odqa-ver-manual"])
+        c.delete_model_version("odqa", version_b)  # B's version is gone: its index may go
+        assert prune_indexes(es.url, "odqa-ver", uri, "odqa", min_age_s=0) == [index_b]
+        assert sorted(es.indices) == sorted([index_a, "odqa-ver-manual"])
+        assert load_retriever(tmp_path / "a").search(["신라의 수도", "한라산"], 3) == hits_a
 
 
 def test_bulk_retries_rejected_documents_with_backoff(passages_path: Path, tmp_path: Path):
@@ -311,6 +411,7 @@ def test_bulk_failure_after_retries_leaves_old_alias_serving(passages_path: Path
     with FakeElasticsearch() as es:
         config = ElasticsearchConfig(url=es.url, alias="odqa-keep", initial_backoff=0.01, max_retries=1)
         ElasticsearchRetriever.build(config, passages_path, tmp_path / "index")
+        point_alias(tmp_path / "index")
         (serving,) = es.indices
         es.reject_left = 100  # every document rejected, more times than the retries allow
         with pytest.raises(ElasticsearchUnavailable, match="were not indexed"):
@@ -341,13 +442,34 @@ def test_unreachable_server_gives_one_clear_message(passages_path: Path, tmp_pat
     assert isinstance(info.value, InputError)  # the CLI prints it as one line, exit 2
 
 
+def test_a_server_that_never_answers_fails_in_one_line_within_seconds(passages_path: Path, tmp_path: Path):
+    with socket.socket() as s:  # accepts connections (kernel backlog) but never answers
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(ElasticsearchUnavailable) as info:
+            ElasticsearchRetriever.build(
+                ElasticsearchConfig(url=url, request_timeout=1.0), passages_path, tmp_path / "index"
+            )
+        assert time.monotonic() - started < 10
+    assert f"cannot reach Elasticsearch at {url} (ConnectionTimeout)" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
 def test_env_url_overrides_stored_url(passages_path: Path, tmp_path: Path, monkeypatch):
     with FakeElasticsearch() as es:
         ElasticsearchRetriever.build(
             ElasticsearchConfig(url=es.url, alias="odqa-env"), passages_path, tmp_path / "i"
         )
         stored = json.loads((tmp_path / "i" / RETRIEVER_CONFIG_FILE).read_text())
-        stored["url"] = "http://elsewhere.invalid:9200"
+        stored["url"] = "http://elsewhere.invalid:9200"  # as if built against another cluster's URL
+        stored[FINGERPRINT_KEY] = fingerprint(
+            "elasticsearch",
+            ElasticsearchConfig(
+                **{k: v for k, v in stored.items() if k not in ("kind", "index", FINGERPRINT_KEY)}
+            ),
+        )
         (tmp_path / "i" / RETRIEVER_CONFIG_FILE).write_text(json.dumps(stored))
         monkeypatch.setenv("ODQA_ES_URL", es.url)
         assert (
@@ -368,11 +490,14 @@ needs_es = pytest.mark.skipif(
 def test_real_elasticsearch_nori_round_trip(passages_path: Path, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("ODQA_ES_URL", os.environ["ODQA_ES_URL"])
     config = ElasticsearchConfig(alias="odqa-pytest", shingle=True)
-    retriever = ElasticsearchRetriever.build(config, passages_path, tmp_path / "index")
-    retriever = ElasticsearchRetriever.build(config, passages_path, tmp_path / "index")  # exercises the swap
-    hits = retriever.search(["한라산이 있는 섬은?", "불국사와 석굴암"], top_k=2)
-    assert hits[0][0].document_id == "d3" and hits[1][0].document_id == "d4"
-    indices = retriever.client.indices.get_alias(name="odqa-pytest").body
-    assert len(indices) == 1
-    for name in indices:
-        retriever.client.indices.delete(index=name)
+    first = ElasticsearchRetriever.build(config, passages_path, tmp_path / "a")
+    retriever = ElasticsearchRetriever.build(config, passages_path, tmp_path / "b")  # a second index
+    try:
+        hits = retriever.search(["한라산이 있는 섬은?", "불국사와 석굴암"], top_k=2)
+        assert hits[0][0].document_id == "d3" and hits[1][0].document_id == "d4"
+        assert first.search(["불국사와 석굴암"], 1)[0][0].document_id == "d4"  # the first one is intact
+        assert point_alias(tmp_path / "b") == [retriever.index]
+        assert list(retriever.client.indices.get_alias(name="odqa-pytest").body) == [retriever.index]
+    finally:
+        for r in (first, retriever):
+            r.client.options(ignore_status=404).indices.delete(index=r.index)

@@ -21,6 +21,7 @@ from odqa.augment.query_rewrite import rewrite_question, rewrite_questions
 from odqa.config import StageConfig
 from odqa.data import load_qa, write_qa
 from odqa.errors import InputError
+from odqa.io import check_output_file
 from odqa.schema import QA_FILE, QAExample
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def augment(
     index_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Write qa_path plus the switched-on augmentations to out_path; returns counts per technique."""
+    check_output_file(out_path)
     examples = load_qa(qa_path).examples
     added: dict[str, list[QAExample]] = {}
     report: dict = {"config": config.to_dict(), "input_examples": len(examples)}
@@ -158,6 +160,7 @@ def augment(
 
 def _write_validated(examples: list[QAExample], out_path: Path) -> None:
     """Validate the output exactly as real input is validated (load_qa, strict) before it replaces out_path."""
+    check_output_file(out_path)  # a folder at out_path is refused, never replaced
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
     try:

@@ -11,8 +11,7 @@ import logging
 import random
 from dataclasses import dataclass
 
-from tqdm import tqdm
-
+from odqa.progress import progress_bar
 from odqa.schema import QAExample
 from odqa.text.analyzers import get_kiwi
 
@@ -158,7 +157,7 @@ def generate_questions(
     texts = [p.text for p in passages]
     picked: list[tuple[SourcePassage, AnswerCandidate, int]] = []
     analyses = get_kiwi().split_into_sents(texts, return_tokens=True)
-    for passage, sentences in tqdm(
+    for passage, sentences in progress_bar(
         zip(passages, analyses, strict=True), total=len(passages), desc="qg", leave=False
     ):
         candidates = answer_candidates(passage.text, sentences)

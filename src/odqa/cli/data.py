@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from odqa.cli.options import add_config_arguments, config_from_args
+from odqa.cli.options import add_config_arguments, add_force_argument, config_from_args
 from odqa.data.korquad import KorquadSplitConfig
 from odqa.preprocess import PreprocessConfig
 
@@ -22,11 +22,15 @@ def add_commands(subparsers) -> None:
         "validate", help="check a QA file (SQuAD, flat JSON/JSONL, HF datasets dir)"
     )
     validate.add_argument("--data", required=True, help="QA file or Hugging Face datasets folder")
-    validate.add_argument("--split", help="split of a DatasetDict folder")
+    validate.add_argument("--split", help="split of a DatasetDict folder (default: none)")
     validate.add_argument(
-        "--fix-offsets", action="store_true", help="move misplaced answers, drop what cannot be repaired"
+        "--fix-offsets",
+        action="store_true",
+        help="move misplaced answers, drop what cannot be repaired (default: off, any problem is an error)",
     )
-    validate.add_argument("--out", help="write the (repaired) examples here as flat JSONL")
+    validate.add_argument(
+        "--out", help="write the (repaired) examples here as flat JSONL (default: none, only the report)"
+    )
     validate.add_argument(
         "--max-problems", type=int, default=20, help="problems listed in the printed report (default: 20)"
     )
@@ -35,6 +39,7 @@ def add_commands(subparsers) -> None:
     pre = subparsers.add_parser("preprocess", help="clean, deduplicate and split documents into passages")
     pre.add_argument("--documents", required=True, help="wikipedia_documents.json, a JSON list or JSONL")
     pre.add_argument("--out", required=True, help="output folder (passages.jsonl, doc_aliases.json, report)")
+    add_force_argument(pre)
     add_config_arguments(pre, PreprocessConfig, aliases=PREPROCESS_ALIASES)
     pre.set_defaults(func=_preprocess)
 
@@ -43,13 +48,17 @@ def add_commands(subparsers) -> None:
         "--squad", help="KorQuAD/SQuAD JSON (default: $ODQA_DATA_DIR/korquad/KorQuAD_v1.0_dev.json)"
     )
     kq.add_argument("--out", required=True, help="output folder (documents.jsonl, train.jsonl, eval.jsonl)")
+    add_force_argument(kq)
     add_config_arguments(kq, KorquadSplitConfig)
     kq.set_defaults(func=_prepare_korquad)
 
 
 def _validate(args: argparse.Namespace) -> int:
     from odqa.data import load_qa, write_qa
+    from odqa.io import check_output_file
 
+    if args.out:
+        check_output_file(args.out)
     loaded = load_qa(args.data, fix_offsets=args.fix_offsets, split=args.split)
     if args.out:
         write_qa(args.out, loaded.examples)
@@ -60,7 +69,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _preprocess(args: argparse.Namespace) -> int:
     from odqa.preprocess import preprocess
 
-    result = preprocess(config_from_args(PreprocessConfig, args), args.documents, args.out)
+    result = preprocess(config_from_args(PreprocessConfig, args), args.documents, args.out, force=args.force)
     print(json.dumps({k: v for k, v in result.report.items() if k != "config"}, ensure_ascii=False))
     return 0
 
@@ -70,6 +79,6 @@ def _prepare_korquad(args: argparse.Namespace) -> int:
     from odqa.settings import korquad_dev_path
 
     config = config_from_args(KorquadSplitConfig, args)
-    split = prepare_korquad(config, args.squad or korquad_dev_path(), args.out)
+    split = prepare_korquad(config, args.squad or korquad_dev_path(), args.out, force=args.force)
     print(json.dumps({k: v for k, v in split.report.items() if k != "eval_titles"}, ensure_ascii=False))
     return 0

@@ -15,8 +15,13 @@ def add_commands(subparsers) -> None:
     ev = subparsers.add_parser("evaluate", help="exact match and F1 of predictions.json against gold QA")
     ev.add_argument("--data", required=True, help="gold QA (any layout odqa validate reads)")
     ev.add_argument("--predictions", required=True, help="predictions.json {question id: answer text}")
-    ev.add_argument("--retrieved", help="retrieved.jsonl: adds EM/F1 split by gold document retrieved or not")
-    ev.add_argument("--doc-aliases", help="doc_aliases.json from preprocess (duplicate documents)")
+    ev.add_argument(
+        "--retrieved",
+        help="retrieved.jsonl: adds EM/F1 split by gold document retrieved or not (default: none)",
+    )
+    ev.add_argument(
+        "--doc-aliases", help="doc_aliases.json from preprocess (duplicate documents) (default: none)"
+    )
     ev.add_argument("--out", help="metrics.json (default: beside the predictions)")
     add_config_arguments(ev, EvaluateConfig)
     ev.set_defaults(func=_evaluate)

@@ -148,6 +148,17 @@ def add_config_arguments(
             )
 
 
+def add_force_argument(parser: argparse.ArgumentParser) -> None:
+    """`--force` for a command that writes a folder: replace a folder that is not this command's own
+    earlier output (a file is never replaced)."""
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --out even when it is a folder of other files (never a file, nor the current "
+        "folder) (default: off: only an empty folder or this command's own earlier output is replaced)",
+    )
+
+
 def _from_command_line(raw: Any, annotation: Any, flag: str) -> Any:
     """A flag's text as the value the config validates: lists split, JSON parsed, `none` as None;
     numbers stay text for the config to check (so its message names the flag)."""

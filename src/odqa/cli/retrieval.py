@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from odqa.cli.options import add_deprecated_flag
+from odqa.cli.options import add_deprecated_flag, add_force_argument
 from odqa.errors import InputError
 from odqa.retrieval.base import RETRIEVER_KINDS
 
@@ -47,11 +47,17 @@ def add_commands(subparsers) -> None:
     add_deprecated_flag(index, "--retriever", "kind", "--kind", choices=sorted(RETRIEVER_KINDS))
     index.add_argument(
         "--passages",
-        help="passages.jsonl (from odqa preprocess); not needed for a hybrid over --option indexes=...",
+        help="passages.jsonl (from odqa preprocess); not needed for a hybrid over --option indexes=... "
+        "(default: none)",
     )
-    index.add_argument("--out", required=True, help="index folder to create (replaced if it exists)")
     index.add_argument(
-        "--analyzer", help="shorthand for --option analyzer=NAME (whitespace, bigram, kiwi, kiwi+bigram)"
+        "--out", required=True, help="index folder to create (an earlier index there is replaced)"
+    )
+    add_force_argument(index)
+    index.add_argument(
+        "--analyzer",
+        help="shorthand for --option analyzer=NAME (whitespace, bigram, kiwi, kiwi+bigram) (default: the "
+        "kind's, listed below)",
     )
     index.add_argument(
         "--option",
@@ -59,7 +65,7 @@ def add_commands(subparsers) -> None:
         default=[],
         metavar="KEY=VALUE",
         help='retriever setting, value parsed as JSON when possible (k1=1.2, analyzer_options={"pos":["N"]}); '
-        "the keys of each kind are listed below with --help",
+        "the keys of each kind are listed below with --help (default: none, the kind's defaults)",
     )
     index.set_defaults(func=_index)
 
@@ -76,7 +82,11 @@ def add_commands(subparsers) -> None:
     ev.add_argument("--retrieved", required=True, help="retrieved.jsonl")
     ev.add_argument("--data", required=True, help="QA file with gold document_id and answers")
     ev.add_argument("--doc-aliases", help="doc_aliases.json from odqa preprocess (default: none)")
-    ev.add_argument("--out", required=True, help="folder for retrieval_metrics.json and recall_at_k.png")
+    ev.add_argument(
+        "--out",
+        required=True,
+        help="folder to write retrieval_metrics.json and recall_at_k.png into (other files there are kept)",
+    )
     ev.set_defaults(func=_eval_retrieval)
 
 
@@ -93,13 +103,17 @@ def _index(args: argparse.Namespace) -> int:
         source = "--option/--analyzer"
     if args.kind != "hybrid" and not args.passages:
         raise InputError(f"--passages is required for a {args.kind} index")
-    print(build_index(args.kind, options, args.passages, args.out, source=source))
+    print(build_index(args.kind, options, args.passages, args.out, source=source, force=args.force))
     return 0
 
 
 def _retrieve(args: argparse.Namespace) -> int:
+    from odqa.io import check_output_file
     from odqa.retrieval.search import retrieve
 
+    if args.top_k < 1:
+        raise InputError(f"--top-k: must be at least 1, got {args.top_k}")
+    check_output_file(args.out)
     print(retrieve(args.index, args.data, args.out, top_k=args.top_k))
     return 0
 

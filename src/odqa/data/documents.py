@@ -1,9 +1,11 @@
 """Load a document collection: the competition's `wikipedia_documents.json` (a dict keyed "0".."N"),
-a JSON list, or JSONL. Empty texts are kept here; preprocess drops and counts them."""
+a JSON list, or JSONL. Empty texts are kept here; preprocess drops and counts them. Titles and texts
+are NFC-normalised on load."""
 
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -60,4 +62,10 @@ def _iter_documents(items: Iterable[tuple[str, Any]], path: Path) -> Iterator[Do
             raise InputError(f"duplicate document id {document_id!r}", path=path, record=document_id)
         seen.add(document_id)
         meta = {k: v for k, v in rec.items() if k not in _CORE_FIELDS}
-        yield Document(document_id=document_id, title=title, text=text, meta=meta)
+        # NFC once, here: NFD would split Hangul into jamo that match nothing the questions hold.
+        yield Document(
+            document_id=document_id,
+            title=unicodedata.normalize("NFC", title),
+            text=unicodedata.normalize("NFC", text),
+            meta=meta,
+        )

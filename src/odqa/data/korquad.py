@@ -18,13 +18,14 @@ from pydantic import Field, field_validator
 
 from odqa.config import StageConfig
 from odqa.data.documents import write_documents
-from odqa.data.output import check_replaceable
 from odqa.data.qa import load_qa, write_qa
 from odqa.errors import InputError
-from odqa.io import atomic_dir, read_json, write_json
+from odqa.io import atomic_dir, check_output_dir, read_json, write_json
 from odqa.schema import DOCUMENTS_FILE, EVAL_FILE, SPLIT_REPORT_FILE, TRAIN_FILE, Document, QAExample
 
 logger = logging.getLogger(__name__)
+
+SPLIT_KIND = "split"  # the output kind of the folder prepare_korquad writes (odqa.io.atomic_dir)
 
 
 class KorquadSplitConfig(StageConfig):
@@ -56,8 +57,14 @@ paragraph_doc_id = paragraph_document_id  # old name, kept until 0.2
 
 
 def prepare_korquad(
-    config: KorquadSplitConfig, squad_path: str | os.PathLike, out_dir: str | os.PathLike
+    config: KorquadSplitConfig,
+    squad_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    force: bool = False,
 ) -> KorquadSplit:
+    """Split by article into out_dir (a new folder or an earlier split; `force` replaces any other
+    folder)."""
+    out_dir = check_output_dir(out_dir, SPLIT_KIND, force)
     loaded = load_qa(squad_path)
     if loaded.report.format != "squad":
         raise InputError(f"expected SQuAD/KorQuAD layout, got {loaded.report.format}", path=squad_path)
@@ -93,8 +100,7 @@ def prepare_korquad(
         "eval_questions": len(evaluation),
         "eval_titles": sorted(eval_titles),
     }
-    out_dir = check_replaceable(out_dir, {DOCUMENTS_FILE, TRAIN_FILE, EVAL_FILE, SPLIT_REPORT_FILE})
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, kind=SPLIT_KIND, force=force) as tmp:
         write_documents(tmp / DOCUMENTS_FILE, documents.values())
         write_qa(tmp / TRAIN_FILE, train)
         write_qa(tmp / EVAL_FILE, evaluation)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,23 +69,33 @@ class LoadedQA:
     report: ValidationReport
 
 
-def load_qa(path: str | os.PathLike, *, fix_offsets: bool = False, split: str | None = None) -> LoadedQA:
+def load_qa(
+    path: str | os.PathLike,
+    *,
+    fix_offsets: bool = False,
+    split: str | None = None,
+    open_domain: bool = False,
+) -> LoadedQA:
     """Read and validate QA examples.
 
     Without `fix_offsets` any problem (answer not at answer_start, empty text, duplicate id) is an
     InputError naming the file and record. With it, offsets are moved to the occurrence nearest the
     stated start, and what cannot be repaired is dropped and counted in the report.
     Missing or mistyped fields are always an InputError: there is nothing sensible to repair.
+
+    Text is NFC-normalised here, once (question, context, title, answer texts; offsets follow), so
+    an NFD context still holds its NFC answers. `open_domain` accepts gold without context and
+    answers without answer_start (-1 then): retrieval and EM/F1 need only the question and texts.
     """
     path = Path(path)
-    fmt, records = _read_records(path, split)
+    fmt, records = _read_records(path, split, open_domain)
     report = ValidationReport(path=str(path), format=fmt)
     examples: list[QAExample] = []
     seen: set[str] = set()
     for index, raw in enumerate(records):
         report.records += 1
-        example = _to_example(raw, path, index)
-        example = _check_example(example, seen, report, path, fix_offsets)
+        example = _to_example(raw, path, index, open_domain)
+        example = _check_example(example, seen, report, path, fix_offsets, open_domain)
         if example is None:
             report.examples_dropped += 1
             continue
@@ -94,6 +105,13 @@ def load_qa(path: str | os.PathLike, *, fix_offsets: bool = False, split: str | 
     report.examples = len(examples)
     if report.records == 0:
         raise InputError("no QA records found", path=path)
+    if not examples:  # only fix_offsets drops records; dropping all of them is no repair
+        counts = report.to_dict()["problem_counts"]
+        first = report.problems[0] if report.problems else None
+        example = f"; first: record {first.record}: {first.message}" if first else ""
+        raise InputError(
+            f"every one of the {report.records} records would be dropped ({counts}){example}", path=path
+        )
     if report.problems:
         logger.warning(
             "%s: %d problems repaired or dropped (%d answers moved, %d dropped, %d examples dropped)",
@@ -114,8 +132,12 @@ def write_qa(path: str | os.PathLike, examples: Iterable[QAExample]) -> int:
 # ---------------------------------------------------------------- reading layouts
 
 
-def _read_records(path: Path, split: str | None) -> tuple[str, Iterator[tuple[str, dict]]]:
+def _read_records(
+    path: Path, split: str | None, open_domain: bool = False
+) -> tuple[str, Iterator[tuple[str, dict]]]:
     """(format name, iterator of flat dict records). Raw SQuAD records are flattened here."""
+    if not path.exists():
+        raise InputError("file not found", path=path)
     if path.is_dir():
         return "hf_datasets", _iter_hf_dataset(path, split)
     if split is not None:
@@ -130,11 +152,11 @@ def _read_records(path: Path, split: str | None) -> tuple[str, Iterator[tuple[st
     if not isinstance(data, list):
         raise InputError("expected a JSON list of records (or {'data': [...]})", path=path)
     if data and isinstance(data[0], dict) and "paragraphs" in data[0]:
-        return "squad", _iter_squad(data, path)
+        return "squad", _iter_squad(data, path, open_domain)
     return "flat_json", iter(data)
 
 
-def _iter_squad(articles: list, path: Path) -> Iterator[dict]:
+def _iter_squad(articles: list, path: Path, open_domain: bool = False) -> Iterator[dict]:
     for a_index, article in enumerate(articles):
         where = f"data[{a_index}]"
         if not isinstance(article, dict) or not isinstance(article.get("paragraphs"), list):
@@ -142,7 +164,11 @@ def _iter_squad(articles: list, path: Path) -> Iterator[dict]:
         title = article.get("title", "") or ""
         for p_index, paragraph in enumerate(article["paragraphs"]):
             pwhere = f"{where}.paragraphs[{p_index}]"
-            if not isinstance(paragraph, dict) or "context" not in paragraph or "qas" not in paragraph:
+            if (
+                not isinstance(paragraph, dict)
+                or "qas" not in paragraph
+                or ("context" not in paragraph and not open_domain)
+            ):
                 raise InputError("paragraph needs 'context' and 'qas'", path=path, record=pwhere)
             for q_index, qa in enumerate(paragraph["qas"]):
                 if not isinstance(qa, dict):
@@ -158,7 +184,9 @@ def _iter_squad(articles: list, path: Path) -> Iterator[dict]:
                     )
                 try:
                     flat_answers = {
-                        "answer_start": [a["answer_start"] for a in answers],
+                        "answer_start": [
+                            a.get("answer_start", -1) if open_domain else a["answer_start"] for a in answers
+                        ],
                         "text": [a["text"] for a in answers],
                     }
                 except KeyError as e:
@@ -168,7 +196,7 @@ def _iter_squad(articles: list, path: Path) -> Iterator[dict]:
                         record=qa.get("id", f"{pwhere}.qas[{q_index}]"),
                     ) from None
                 record = {k: v for k, v in qa.items() if k != "answers"}
-                record.update(title=title, context=paragraph["context"], answers=flat_answers)
+                record.update(title=title, context=paragraph.get("context", ""), answers=flat_answers)
                 yield record
 
 
@@ -195,7 +223,16 @@ def _iter_hf_dataset(path: Path, split: str | None) -> Iterator[dict]:
 # ---------------------------------------------------------------- checking records
 
 
-def _to_example(raw: Any, path: Path, index: int) -> QAExample:
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def _nfc_offset(text: str, start: int) -> int:
+    """Where offset `start` of `text` lies in NFC(text)."""
+    return len(_nfc(text[:start])) if 0 < start <= len(text) else start
+
+
+def _to_example(raw: Any, path: Path, index: int, open_domain: bool = False) -> QAExample:
     where = raw.get("id", f"#{index}") if isinstance(raw, dict) else f"#{index}"
     if not isinstance(raw, dict):
         raise InputError("record is not a JSON object", path=path, record=where)
@@ -211,6 +248,9 @@ def _to_example(raw: Any, path: Path, index: int) -> QAExample:
     if answers is not None:
         if not isinstance(answers, dict) or not isinstance(answers.get("text", []), list):
             raise InputError("'answers' must be {answer_start: [int], text: [str]}", path=path, record=where)
+        if open_domain and "answer_start" not in answers:  # gold texts only: offsets unknown
+            answers = {**answers, "answer_start": [-1] * len(answers.get("text", []))}
+            raw = {**raw, "answers": answers}
         starts, texts = answers.get("answer_start", []), answers.get("text", [])
         if not isinstance(starts, list) or len(starts) != len(texts):
             raise InputError(
@@ -222,13 +262,27 @@ def _to_example(raw: Any, path: Path, index: int) -> QAExample:
             raise InputError("answers.answer_start must hold integers", path=path, record=where)
     if "document_id" in raw and isinstance(raw["document_id"], (dict, list)):
         raise InputError("'document_id' must be a string or integer", path=path, record=where)
-    return QAExample.from_dict(raw)
+    example = QAExample.from_dict(raw)
+    return _normalized(example)
+
+
+def _normalized(ex: QAExample) -> QAExample:
+    """The example in NFC, answer offsets moved with the context."""
+    context = ex.context
+    if not unicodedata.is_normalized("NFC", context):
+        ex.answers["answer_start"] = [_nfc_offset(context, s) for s in ex.answers["answer_start"]]
+        ex.context = _nfc(context)
+    ex.question = _nfc(ex.question)
+    ex.title = _nfc(ex.title)
+    ex.answers["text"] = [_nfc(t) for t in ex.answers["text"]]
+    return ex
 
 
 def _check_example(
-    ex: QAExample, seen: set[str], report: ValidationReport, path: Path, fix: bool
+    ex: QAExample, seen: set[str], report: ValidationReport, path: Path, fix: bool, open_domain: bool = False
 ) -> QAExample | None:
-    """The example (possibly repaired), or None when fix=True drops it."""
+    """The example (possibly repaired), or None when fix=True drops it. Open-domain gold keeps
+    answers it cannot place (no context, or no answer_start)."""
 
     def problem(kind: str, message: str) -> None:
         if not fix:
@@ -244,7 +298,7 @@ def _check_example(
         return None
     if not ex.answers["text"]:
         return ex  # unanswered (inference) examples need no context
-    if not ex.context.strip():
+    if not ex.context.strip() and not open_domain:
         problem(EMPTY_CONTEXT, "missing or empty context for an example with answers")
         return None
     starts, texts = [], []
@@ -253,7 +307,8 @@ def _check_example(
             problem(EMPTY_ANSWER, f"empty answer text at answer_start {start}")
             report.answers_dropped += 1
             continue
-        if ex.context[start : start + len(text)] != text:
+        unplaced = open_domain and (start < 0 or not ex.context.strip())
+        if not unplaced and ex.context[start : start + len(text)] != text:
             found = nearest_occurrence(ex.context, text, start)
             if found is None:
                 problem(ANSWER_NOT_FOUND, f"answer {text!r} is not in the context")

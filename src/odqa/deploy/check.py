@@ -16,7 +16,10 @@ Every problem is one line: `FILE: FIELD: what is wrong`. Exit code 1 when there 
     python -m odqa.deploy.check [--root DIR] [--kubernetes-version 1.31.0]
 
 This module imports nothing from odqa.pipeline: the pipeline's default image is read from the source
-text (or passed in), its compiled YAML from pipelines/odqa_pipeline.yaml.
+text (or passed in), its compiled YAMLs from pipelines/odqa_pipeline_{cpu,gpu}.yaml: each deployment is
+checked against the one its schedule job compiles (ConfigMap ODQA_PIPELINE_TARGET, default cpu).
+Kubeflow Trainer TrainJobs (manifests/trainer/, a CRD kubernetes-validate has no schema for) get their
+required fields checked by hand.
 """
 
 from __future__ import annotations
@@ -42,7 +45,11 @@ from odqa.deploy import manifests as m
 from odqa.errors import InputError
 
 KUBERNETES_VERSION = "1.31.0"
-PIPELINE_YAML = "pipelines/odqa_pipeline.yaml"
+PIPELINE_YAMLS = {"cpu": "pipelines/odqa_pipeline_cpu.yaml", "gpu": "pipelines/odqa_pipeline_gpu.yaml"}
+TARGET_ENV = "ODQA_PIPELINE_TARGET"
+TRAINER_DIR = "manifests/trainer"
+# Custom resources: no OpenAPI schema in kubernetes-validate; check_trainer validates them by hand.
+CRD_KINDS = {("trainer.kubeflow.org/v1alpha1", "TrainJob")}
 COMPONENTS_PY = "src/odqa/pipeline/components.py"
 IMAGES_DIR = "manifests/images"  # Dockerfiles of images the manifests build themselves, one folder each
 DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "postgres": 5432}
@@ -90,15 +97,15 @@ def _installed_version(dist: str) -> str | None:
         return None
 
 
-def default_image_from_source(path: Path) -> str | None:
-    """DEFAULT_IMAGE = "..." in the components module, read as text (no kfp import)."""
+def default_image_from_source(path: Path, name: str = "DEFAULT_IMAGE") -> str | None:
+    """DEFAULT_IMAGE = "..." (or another constant) in the components module, read as text (no kfp import)."""
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"))
     except (OSError, SyntaxError):
         return None
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "DEFAULT_IMAGE" for t in node.targets
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
         ):
             if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
                 return node.value.value
@@ -184,7 +191,7 @@ class Pipeline:
     platform: dict[str, Any]
 
     @classmethod
-    def load(cls, root: Path, rel: str = PIPELINE_YAML) -> Pipeline:
+    def load(cls, root: Path, rel: str = PIPELINE_YAMLS["cpu"]) -> Pipeline:
         path = Path(root) / rel
         try:
             docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
@@ -358,8 +365,16 @@ Check = Callable[["Context", Deployed], Iterable[Problem]]
 @dataclass
 class Context:
     inputs: Inputs
-    pipeline: Pipeline | None
+    pipelines: dict[str, Pipeline]  # compile target -> compiled pipeline (missing ones are problems)
     pipeline_problem: Problem | None = None
+
+    def target(self, d: Deployed) -> str:
+        job = d.schedule_job()
+        return (d.env(job).get(TARGET_ENV) if job is not None else None) or "cpu"
+
+    def pipeline_for(self, d: Deployed) -> Pipeline | None:
+        """The compiled pipeline this deployment's schedule job runs."""
+        return self.pipelines.get(self.target(d))
 
 
 def check_schema(ctx: Context, d: Deployed) -> Iterator[Problem]:
@@ -474,7 +489,7 @@ def check_ports(ctx: Context, d: Deployed) -> Iterator[Problem]:
 
 def check_urls(ctx: Context, d: Deployed) -> Iterator[Problem]:
     names = ", ".join(sorted(d.services))
-    for url in _urls(d, ctx.pipeline):
+    for url in _urls(d, ctx.pipeline_for(d)):
         target = _cluster_host(url.parsed.hostname or "")
         if target is None:
             continue
@@ -570,7 +585,7 @@ def check_mlflow_hosts(ctx: Context, d: Deployed) -> Iterator[Problem]:
                         f"{cref.field} env.{ALLOWED_HOSTS_ENV}",
                         f"does not admit {host}:{port}",
                     )
-        for url in _urls(d, ctx.pipeline):
+        for url in _urls(d, ctx.pipeline_for(d)):
             if url.parsed.scheme.startswith("http") and _target(d, url) is svc:
                 if not host_allowed(allowed, url.host_header):
                     yield Problem(
@@ -659,16 +674,20 @@ def check_images(ctx: Context, d: Deployed) -> Iterator[Problem]:
                 f"the recurring run's components would run in {compiled_for}, but this deployment's odqa image "
                 f"is {runs_in} (set ODQA_IMAGE in the job's ConfigMap)",
             )
-    if ctx.pipeline is not None and d.name == "base":
-        for name, c in sorted(ctx.pipeline.executors().items()):
-            if c.get("image") != default:
-                yield Problem(
-                    "images",
-                    ctx.pipeline.path,
-                    f"deploymentSpec.executors.{name}.container.image",
-                    f"{c.get('image')} differs from the default image {default}: recompile (`make compile`)",
-                )
-                break
+    if d.name == "base":
+        cuda = default_image_from_source(Path(ctx.inputs.root) / COMPONENTS_PY, "DEFAULT_CUDA_IMAGE")
+        for target, pipeline in sorted(ctx.pipelines.items()):
+            for name, c in sorted(pipeline.executors().items()):
+                # gpu target: train_reader and predict in the CUDA image, every other stage in the CPU one.
+                expected = cuda if target == "gpu" and name in GPU_EXECUTORS else default
+                if c.get("image") != expected:
+                    yield Problem(
+                        "images",
+                        pipeline.path,
+                        f"deploymentSpec.executors.{name}.container.image",
+                        f"{c.get('image')} differs from the default image {expected}: recompile (`make compile`)",
+                    )
+                    break
 
 
 def _dockerfile(root: Path, repo: str) -> Path:
@@ -822,7 +841,8 @@ def check_data_uri(ctx: Context, d: Deployed) -> Iterator[Problem]:
     if job is None:
         return
     passed, value = _param_value(d.argv(job), "data_uri")
-    default = (ctx.pipeline.defaults().get("data_uri") if ctx.pipeline else "") or ""
+    pipeline = ctx.pipeline_for(d)
+    default = (pipeline.defaults().get("data_uri") if pipeline else "") or ""
     if not (value if passed else default):
         yield Problem(
             "data-uri",
@@ -835,35 +855,49 @@ def check_data_uri(ctx: Context, d: Deployed) -> Iterator[Problem]:
 
 def check_gpu(ctx: Context, d: Deployed) -> Iterator[Problem]:
     pools = [cm for cm in m.find(d.objects, "ConfigMap") if "acceleratorResource" in (cm.get("data") or {})]
+    pipeline = ctx.pipeline_for(d)
+    if pipeline is not None and not pools:
+        asking = sorted(
+            n for n, c in pipeline.executors().items() if c.get("resources", {}).get("accelerator")
+        )
+        if asking:
+            yield Problem(
+                "gpu",
+                pipeline.path,
+                "resources.accelerator",
+                f"{', '.join(asking)} ask for a GPU, but this deployment has no GPU node pool: schedule the cpu "
+                f"pipeline ({TARGET_ENV}=cpu)",
+            )
     for cm in pools:
         data = cm["data"]
         file = d.file(cm)
-        if ctx.pipeline is not None:
+        if pipeline is not None:
             accelerators = {
                 name: c.get("resources", {}).get("accelerator", {}).get("resourceType")
-                for name, c in ctx.pipeline.executors().items()
+                for name, c in pipeline.executors().items()
                 if c.get("resources", {}).get("accelerator")
             }
             if not accelerators:
                 yield Problem(
-                    "gpu", ctx.pipeline.path, "resources.accelerator", "no component asks for a GPU"
-                )
+                    "gpu", pipeline.path, "resources.accelerator",
+                    f"no component asks for a GPU: schedule the gpu pipeline ({TARGET_ENV}=gpu)",
+                )  # fmt: skip
             for name, resource in sorted(accelerators.items()):
                 if resource != data["acceleratorResource"]:
                     yield Problem(
                         "gpu",
                         file,
                         f"{m.ref(cm)} data.acceleratorResource",
-                        f"{data['acceleratorResource']}, but {ctx.pipeline.path} {name} asks for {resource}",
+                        f"{data['acceleratorResource']}, but {pipeline.path} {name} asks for {resource}",
                     )
-                k8s = ctx.pipeline.k8s_executors().get(name, {})
+                k8s = pipeline.k8s_executors().get(name, {})
                 labels = k8s.get("nodeSelector", {}).get("labels", {})
                 if labels.get(data.get("nodeSelectorKey")) != data.get("nodeSelectorValue"):
                     yield Problem(
                         "gpu",
                         file,
                         f"{m.ref(cm)} data.nodeSelectorKey/nodeSelectorValue",
-                        f"{data.get('nodeSelectorKey')}={data.get('nodeSelectorValue')}, but {ctx.pipeline.path} "
+                        f"{data.get('nodeSelectorKey')}={data.get('nodeSelectorValue')}, but {pipeline.path} "
                         f"{name} selects {labels}",
                     )
                 taint_key = str(data.get("taint", "")).split("=")[0].split(":")[0]
@@ -873,7 +907,7 @@ def check_gpu(ctx: Context, d: Deployed) -> Iterator[Problem]:
                         "gpu",
                         file,
                         f"{m.ref(cm)} data.taint",
-                        f"{taint_key}, but {ctx.pipeline.path} {name} tolerates {keys}",
+                        f"{taint_key}, but {pipeline.path} {name} tolerates {keys}",
                     )
         if data.get("nodeSelectorKey") == GKE_ACCELERATOR_LABEL:
             for ds in m.find(d.objects, "DaemonSet"):
@@ -885,6 +919,58 @@ def check_gpu(ctx: Context, d: Deployed) -> Iterator[Problem]:
                         m.ref(ds),
                         "GKE GPU node pools run GKE's own NVIDIA device plugin: a second one fights it for the GPUs",
                     )
+
+
+GPU_EXECUTORS = ("exec-train-reader", "exec-predict")
+TRAINJOB_SPEC_FIELDS = {
+    "runtimeRef", "trainer", "initializer", "labels", "annotations", "managedBy", "podSpecOverrides",
+    "podTemplateOverrides", "suspend",
+}  # fmt: skip
+
+
+def _trainjob_problems(obj: dict) -> Iterator[tuple[str, str]]:
+    """(field, message) for a TrainJob (trainer.kubeflow.org/v1alpha1) missing what the torch runtime needs."""
+    spec = obj.get("spec") or {}
+    if not (spec.get("runtimeRef") or {}).get("name"):
+        yield "spec.runtimeRef.name", "missing: the TrainingRuntime to run (e.g. torch-distributed)"
+    trainer = spec.get("trainer") or {}
+    for key in ("numNodes", "numProcPerNode"):
+        value = trainer.get(key)
+        if value is not None and not (isinstance(value, int) and value >= 1) and value != "auto":
+            yield f"spec.trainer.{key}", f"must be a positive integer, got {value!r}"
+    if not trainer.get("image"):
+        yield "spec.trainer.image", "missing"
+    if "odqa.reader.train_ddp" not in (trainer.get("command") or []):
+        yield "spec.trainer.command", "does not run odqa.reader.train_ddp (the reader's torchrun entry point)"
+    unknown = sorted(set(spec) - TRAINJOB_SPEC_FIELDS)
+    if unknown:
+        yield "spec", f"unknown fields {unknown}"
+
+
+def check_trainer(ctx: Context, d: Deployed) -> Iterator[Problem]:
+    """manifests/trainer/*.yaml: TrainJobs by hand (no schema), their image = the pipeline's CUDA image."""
+    root = Path(ctx.inputs.root)
+    cuda = default_image_from_source(root / COMPONENTS_PY, "DEFAULT_CUDA_IMAGE")
+    for path in sorted((root / TRAINER_DIR).glob("*.yaml")):
+        rel = f"{TRAINER_DIR}/{path.name}"
+        try:
+            docs = [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+        except yaml.YAMLError as e:
+            yield Problem("trainer", rel, "file", f"not YAML: {str(e).splitlines()[0]}")
+            continue
+        for obj in docs:
+            if (obj.get("apiVersion"), obj.get("kind")) not in CRD_KINDS:
+                continue
+            for field_name, message in _trainjob_problems(obj):
+                yield Problem("trainer", rel, f"{m.ref(obj)} {field_name}", message)
+            image = ((obj.get("spec") or {}).get("trainer") or {}).get("image")
+            if image and cuda and image != cuda:
+                yield Problem(
+                    "trainer",
+                    rel,
+                    f"{m.ref(obj)} spec.trainer.image",
+                    f"{image}, but the pipeline's CUDA image is {cuda}",
+                )
 
 
 CHECKS: dict[str, Check] = {
@@ -900,6 +986,7 @@ CHECKS: dict[str, Check] = {
     "buckets": check_buckets,
     "data-uri": check_data_uri,
     "gpu": check_gpu,
+    "trainer": check_trainer,
 }
 
 
@@ -952,6 +1039,8 @@ def validate_object(obj: dict[str, Any], version: str) -> tuple[str, str] | None
     errors), None when it validates."""
     if "kind" not in obj or "apiVersion" not in obj:
         return "kind/apiVersion", "missing"
+    if (obj["apiVersion"], obj["kind"]) in CRD_KINDS:
+        return None  # no OpenAPI schema for a custom resource: check_trainer checks it by hand
     validator = _validator(obj["kind"], obj["apiVersion"], _schema_version(version))
     if validator is None:
         return "apiVersion", f"no schema for {obj['kind']} {obj['apiVersion']} in Kubernetes {version}"
@@ -1006,12 +1095,13 @@ def run(inputs: Inputs | None = None, checks: Iterable[str] | None = None) -> Re
     if unknown:
         raise InputError(f"unknown checks {unknown}; known: {sorted(CHECKS)}")
     deployed, problems = build_all(inputs)
-    try:
-        pipeline: Pipeline | None = Pipeline.load(inputs.root)
-    except InputError as e:
-        pipeline = None
-        problems.append(Problem("pipeline", PIPELINE_YAML, "file", str(e).split(": ", 1)[-1]))
-    ctx = Context(inputs, pipeline)
+    pipelines: dict[str, Pipeline] = {}
+    for target, rel in PIPELINE_YAMLS.items():
+        try:
+            pipelines[target] = Pipeline.load(inputs.root, rel)
+        except InputError as e:
+            problems.append(Problem("pipeline", rel, "file", str(e).split(": ", 1)[-1]))
+    ctx = Context(inputs, pipelines)
     seen: dict[Problem, list[str]] = {}
     for d in deployed:
         for name in selected:

@@ -163,24 +163,23 @@ def drop_stale_databases() -> list[str]:
     return stale
 
 
-def create_database(name: str) -> None:
+def _execute_autocommit(sql: str) -> None:
+    """CREATE/DROP DATABASE cannot run inside a transaction."""
     conn = _pg_connect()
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
+            cur.execute(sql)
     finally:
         conn.close()
+
+
+def create_database(name: str) -> None:
+    _execute_autocommit(f'CREATE DATABASE "{name}"')
 
 
 def drop_database(name: str) -> None:
-    conn = _pg_connect()
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        conn.close()
+    _execute_autocommit(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -6,20 +6,20 @@ from __future__ import annotations
 import logging
 import os
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from odqa.config import StageConfig
 from odqa.data import load_doc_aliases, load_qa, load_retrieved
 from odqa.errors import InputError
-from odqa.evaluation.metrics import METRICS, score
-from odqa.io import read_json, write_json
+from odqa.evaluation.metrics import METRICS, Metric, score
+from odqa.io import check_output_file, read_json, write_json
 from odqa.schema import QAExample
 
 logger = logging.getLogger(__name__)
 
 
 class EvaluateConfig(StageConfig):
-    metric: str = Field(
+    metric: Metric = Field(
         "korquad", description=f"answer normalisation of the official script: {' or '.join(METRICS)}"
     )
     top_k: int | None = Field(
@@ -28,13 +28,11 @@ class EvaluateConfig(StageConfig):
         description="with retrieved passages: gold counts as retrieved within the first top_k hits "
         "(none: all)",
     )
-
-    @field_validator("metric")
-    @classmethod
-    def _known_metric(cls, value: str) -> str:
-        if value not in METRICS:
-            raise ValueError(f"unknown metric {value!r}; known: {', '.join(METRICS)}")
-        return value
+    strict: bool = Field(
+        False,
+        description="predictions for ids not in the gold, or gold questions without a prediction, are an "
+        "error instead of a warning (they are counted in metrics.json either way)",
+    )
 
 
 def evaluate(
@@ -45,7 +43,9 @@ def evaluate(
     retrieved_path: str | os.PathLike | None = None,
     doc_aliases_path: str | os.PathLike | None = None,
 ) -> dict:
-    examples = load_qa(qa_path).examples
+    check_output_file(out_path)
+    # Open-domain gold (no context, answers without offsets) is enough: EM/F1 compare texts only.
+    examples = load_qa(qa_path, open_domain=True).examples
     for ex in examples:
         if not ex.answers["text"]:
             raise InputError("question without gold answers cannot be scored", path=qa_path, record=ex.id)
@@ -53,12 +53,23 @@ def evaluate(
     golds = [(ex.id, ex.answers["text"]) for ex in examples]
     metrics = {"metric": config.metric, **score(golds, predictions, config.metric)}
     gold_ids = {ex.id for ex in examples}
-    metrics["answered"] = sum(1 for qid in gold_ids if qid in predictions)
-    unknown = len(set(predictions) - gold_ids)
+    unknown = [qid for qid in predictions if qid not in gold_ids]
+    missing = [ex.id for ex in examples if ex.id not in predictions]
+    metrics["answered"] = len(examples) - len(missing)
+    metrics["unknown_ids"] = len(unknown)
+    metrics["missing_ids"] = len(missing)
+    problems = []
     if unknown:
-        logger.warning("%d predictions have ids that are not in %s; ignored", unknown, qa_path)
-    if metrics["answered"] < len(examples):
-        logger.warning("%d questions have no prediction and score 0", len(examples) - metrics["answered"])
+        problems.append(f"{len(unknown)} prediction ids are not in the gold {qa_path} (e.g. {unknown[0]!r})")
+    if missing:
+        problems.append(
+            f"{len(missing)} of {len(examples)} gold questions have no prediction and score 0 "
+            f"(e.g. {missing[0]!r})"
+        )
+    if problems and config.strict:
+        raise InputError("; ".join(problems) + " (--strict)", path=predictions_path)
+    for problem in problems:
+        logger.warning("%s: %s", predictions_path, problem)
 
     if retrieved_path is not None:
         aliases = load_doc_aliases(doc_aliases_path)

@@ -12,8 +12,10 @@ import re
 import string
 from collections import Counter
 from collections.abc import Iterable
+from typing import Literal, get_args
 
-METRICS = ("korquad", "squad")
+Metric = Literal["korquad", "squad"]
+METRICS = get_args(Metric)
 
 _KORQUAD_SPACED = re.compile("['\"《》<>〈〉()‘’]")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")

@@ -14,6 +14,9 @@ from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Ou
 
 DEFAULT_IMAGE = "ghcr.io/odqa/odqa:0.1.0"
 IMAGE = os.environ.get("ODQA_IMAGE", DEFAULT_IMAGE)
+# The same Dockerfile built with CUDA torch (components/Dockerfile, --build-arg TORCH=cuda); the gpu compile
+# target runs train_reader and predict in it (ODQA_CUDA_IMAGE at compile time).
+DEFAULT_CUDA_IMAGE = "ghcr.io/odqa/odqa:0.1.0-cuda"
 
 
 @dsl.component(base_image=IMAGE)
@@ -190,20 +193,60 @@ def train_reader(
     config: dict,
     mlflow_run: Input[Artifact],
     reader: Output[Model],
+    gpus_per_node: int = 1,
+    trainer_nodes: int = 1,
 ):
     """Train one extractive reader; `config` (one item of the pipeline's reader_configs) overrides
-    the shared reader_model/epochs."""
+    the shared reader_model/epochs. gpus_per_node > 1: torchrun, one process per GPU.
+
+    Retries (the task's retry policy) resume from checkpoints when the item sets checkpoint_every and
+    the pod has ODQA_CHECKPOINT_ROOT, a persistent volume: KFP retries the executor pod with the same
+    executor input, so `reader.uri` is the same on every attempt and names the checkpoint folder, but
+    the pod's local `reader.path` is new each attempt (outputs are uploaded only when the task succeeds),
+    so checkpoints cannot live there."""
+    import hashlib
+    import json
+    import os
+    import subprocess
+    import sys
+
     from odqa import tracking
+    from odqa.errors import InputError
+    from odqa.io import read_json
     from odqa.reader.config import ReaderTrainConfig
-    from odqa.reader.train import train_reader
     from odqa.schema import PASSAGES_FILE, QA_FILE, READER_CONFIG_FILE, TRAINING_LOSS_PLOT_FILE
 
-    settings = ReaderTrainConfig.from_dict(
-        {"reader_model": reader_model or None, "epochs": epochs, **config},
-        source="reader_model/epochs/reader_configs item",
-    )
+    if trainer_nodes != 1:
+        raise InputError(
+            f"trainer_nodes {trainer_nodes}: the pipeline trains on one node; for more, run the TrainJob in "
+            "manifests/trainer/ (the same odqa.reader.train_ddp entry point)"
+        )
+    values = {"reader_model": reader_model or None, "epochs": epochs, **config}
+    root = os.environ.get("ODQA_CHECKPOINT_ROOT")
+    if root and values.get("checkpoint_every") and not values.get("checkpoint_dir"):
+        values["checkpoint_dir"] = f"{root}/{hashlib.sha256(reader.uri.encode()).hexdigest()[:20]}"
+        values["resume"] = True  # a first attempt finds no checkpoint and starts fresh
+    settings = ReaderTrainConfig.from_dict(values, source="reader_model/epochs/reader_configs item")
+    qa_path, corpus = f"{train_qa.path}/{QA_FILE}", f"{passages.path}/{PASSAGES_FILE}"
     with tracking.tracked_stage(mlflow_run.path, "train_reader", settings.to_dict()) as sr:
-        train_reader(settings, f"{train_qa.path}/{QA_FILE}", reader.path, f"{passages.path}/{PASSAGES_FILE}")
+        if gpus_per_node > 1:
+            command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                       f"--nproc-per-node={gpus_per_node}", "-m", "odqa.reader.train_ddp", "--train", qa_path,
+                       "--out", reader.path, "--corpus", corpus, "--config", json.dumps(settings.to_dict())]  # fmt: skip
+            subprocess.run(command, check=True)
+        else:
+            from odqa.reader.train import train_reader
+
+            train_reader(settings, qa_path, reader.path, corpus)
+        training = read_json(f"{reader.path}/{READER_CONFIG_FILE}")["training"]
+        for step, loss in training["loss_history"]:
+            sr.log_metrics({"train_loss": loss}, step=step)
+        for step, em, f1 in training.get("eval_history", []):
+            sr.log_metrics({"eval_exact_match": em, "eval_f1": f1}, step=step)
+        sr.log_metrics(
+            {k: training[k] for k in ("steps", "steps_per_second", "tokens_per_second", "final_loss")}
+        )
+        sr.set_tags({"odqa.device": training["device"], "odqa.precision": training["precision"]})
         sr.log_artifact(f"{reader.path}/{READER_CONFIG_FILE}")
         sr.log_artifact(f"{reader.path}/{TRAINING_LOSS_PLOT_FILE}")
         reader.metadata["config"] = settings.to_dict()
@@ -337,14 +380,23 @@ def register(
             ensemble_config,
             top_k,
         )
-        version = registry.register_version(tracking_uri, model_name, model_uri, run_id=parent_run_id)
-        result = registry.promote(tracking_uri, config, version, evaluation, run_id=parent_run_id)
-        sr.set_tags(
-            {"odqa.model_name": model_name, "odqa.model_version": version, registry.REASON_TAG: result.reason}
+        version = registry.register_version(
+            tracking_uri, model_name, model_uri, run_id=parent_run_id, tags=serving.version_tags(index.path)
         )
-        tracking.client(tracking_uri).set_tag(parent_run_id, "odqa.model_name", model_name)
-        tracking.client(tracking_uri).set_tag(parent_run_id, "odqa.model_version", version)
-        with open(decision.path, "w", encoding="utf-8") as f:
-            f.write(f"# Registry\n\n{model_name} v{version}: {result.reason}\n")
+        # A failure from here on withdraws the promotion: no failed stage leaves a champion behind.
+        with registry.promotion(tracking_uri, config, version, evaluation, run_id=parent_run_id) as result:
+            if result.promoted:
+                serving.point_aliases(index.path)
+            sr.set_tags(
+                {
+                    "odqa.model_name": model_name,
+                    "odqa.model_version": version,
+                    registry.REASON_TAG: result.reason,
+                }
+            )
+            tracking.client(tracking_uri).set_tag(parent_run_id, "odqa.model_name", model_name)
+            tracking.client(tracking_uri).set_tag(parent_run_id, "odqa.model_version", version)
+            with open(decision.path, "w", encoding="utf-8") as f:
+                f.write(f"# Registry\n\n{model_name} v{version}: {result.reason}\n")
     tracking.finish_pipeline_run(tracking_uri, parent_run_id)
     return "promoted" if result.promoted else "kept"

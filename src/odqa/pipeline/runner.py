@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,8 +18,14 @@ from odqa.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-# Where `odqa pipeline compile` writes, relative to the checkout it runs in (the file is committed).
-PIPELINE_YAML = Path("pipelines") / "odqa_pipeline.yaml"
+# Where `odqa pipeline compile --target T` writes, relative to the checkout it runs in (both committed).
+PIPELINE_YAMLS = {
+    "cpu": Path("pipelines") / "odqa_pipeline_cpu.yaml",
+    "gpu": Path("pipelines") / "odqa_pipeline_gpu.yaml",
+}
+# The target `submit`/`schedule` compile the installed pipeline for when no --target is given: the
+# schedule job's ConfigMap sets it per overlay (manifests/overlays/gpu: gpu).
+TARGET_ENV = "ODQA_PIPELINE_TARGET"
 PIPELINE_NAME = "odqa"
 # Old pipeline parameter names, accepted until 0.2 with a warning.
 RENAMED_PARAMETERS = {"index_kind": "retriever_kind", "index_options": "retriever_options"}
@@ -46,13 +53,48 @@ def load_pipeline():
     return odqa_pipeline
 
 
-def compile_pipeline(out_path: str | os.PathLike = PIPELINE_YAML) -> Path:
+def default_target() -> str:
+    return os.environ.get(TARGET_ENV, "cpu") or "cpu"
+
+
+def gpu_target_from_env(**given: Any):
+    """GpuTarget from explicit options, else ODQA_GPUS_PER_NODE / ODQA_GPU_NODE_SELECTOR /
+    ODQA_GPU_TOLERATION, else the defaults (what the GPU overlay's node pool offers)."""
+    from odqa.pipeline.dag import GpuTarget
+
+    env = {
+        "gpus_per_node": os.environ.get("ODQA_GPUS_PER_NODE"),
+        "node_selector": os.environ.get("ODQA_GPU_NODE_SELECTOR"),
+        "toleration": os.environ.get("ODQA_GPU_TOLERATION"),
+    }
+    values = {k: v for k, v in env.items() if v} | {k: v for k, v in given.items() if v is not None}
+    if "gpus_per_node" in values:
+        try:
+            values["gpus_per_node"] = int(values["gpus_per_node"])
+        except ValueError:
+            raise InputError(f"gpus_per_node must be an integer, got {values['gpus_per_node']!r}") from None
+        if values["gpus_per_node"] < 1:
+            raise InputError(f"gpus_per_node must be at least 1, got {values['gpus_per_node']}")
+    if "=" not in values.get("node_selector", "key=value"):
+        raise InputError(f"gpu node selector must be key=value, got {values['node_selector']!r}")
+    return GpuTarget(**values)
+
+
+def compile_pipeline(out_path: str | os.PathLike | None = None, target: str | None = None, gpu=None) -> Path:
+    """Compile the pipeline for `target` (cpu | gpu; default ODQA_PIPELINE_TARGET, else cpu) into
+    `out_path` (default: that target's file under pipelines/)."""
     from kfp import compiler
 
-    out_path = Path(out_path)
+    from odqa.pipeline.dag import TARGETS, build_pipeline
+
+    target = target or default_target()
+    if target not in TARGETS:
+        raise InputError(f"compile target must be one of {', '.join(TARGETS)}, not {target!r}")
+    out_path = Path(out_path) if out_path is not None else PIPELINE_YAMLS[target]
+    pipeline = build_pipeline(target, gpu if gpu is not None else gpu_target_from_env())
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".tmp-{out_path.name}")
-    compiler.Compiler().compile(load_pipeline(), str(tmp))
+    compiler.Compiler().compile(pipeline, str(tmp))
     if out_path.is_file() and _same_yaml(tmp, out_path):
         tmp.unlink()  # kfp orders the header comment's dicts at random: keep the file, not a noisy diff
     else:
@@ -69,18 +111,72 @@ def _same_yaml(a: Path, b: Path) -> bool:
     return load(a) == load(b)
 
 
+# KFP cron (robfig/cron with seconds): field name, lowest, highest, names accepted for the values.
+_CRON_FIELDS = (
+    ("seconds", 0, 59, ()),
+    ("minutes", 0, 59, ()),
+    ("hours", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")),
+    ("day of week", 0, 6, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")),
+)
+_CRON_DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+
+
+def _cron_value(text: str, low: int, names: tuple[str, ...]) -> int | None:
+    if text.isdigit():
+        return int(text)
+    if text.upper() in names:
+        return names.index(text.upper()) + low
+    return None
+
+
+def _check_cron_field(expression: str, part: str, name: str, low: int, high: int, names: tuple) -> None:
+    def bad(why: str) -> InputError:
+        return InputError(f"--cron {expression!r}: {name} field {part!r}: {why}")
+
+    for item in part.split(","):
+        base, _, step = item.partition("/")
+        if step and (not step.isdigit() or int(step) < 1):
+            raise bad(f"step {step!r} must be a positive integer")
+        if base in ("*", "?"):
+            if base == "?" and name not in ("day of month", "day of week"):
+                raise bad("'?' is allowed only for day of month and day of week")
+            continue
+        bounds = base.split("-")
+        if len(bounds) > 2 or not all(bounds):
+            raise bad("expected *, N, N-M, a list of those, each optionally /STEP")
+        values = [_cron_value(b, low, names) for b in bounds]
+        for text, value in zip(bounds, values, strict=True):
+            if value is None or not low <= value <= high:
+                allowed = f"{low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
+                raise bad(f"{text!r} is out of range ({allowed})")
+        if len(values) == 2 and values[0] > values[1]:
+            raise bad(f"range {base!r} runs backwards")
+
+
 def validate_cron(expression: str) -> str:
-    """KFP cron has six fields, seconds first ("0 0 3 * * *" = 03:00 daily)."""
-    fields = expression.split()
+    """KFP cron has six fields, seconds first ("0 0 3 * * *" = 03:00 daily); each value in its range,
+    checked here so a typo fails before anything is sent to the cluster."""
+    text = expression.strip()
+    if text.startswith("@"):
+        if text in _CRON_DESCRIPTORS or (text.startswith("@every ") and text[7:].strip()):
+            return expression
+        raise InputError(
+            f"--cron {expression!r}: unknown descriptor; known: {', '.join(_CRON_DESCRIPTORS)}, @every D"
+        )
+    fields = text.split()
     if len(fields) == 5:
         raise InputError(
-            f"cron {expression!r} has 5 fields; Kubeflow Pipelines cron has 6, seconds first: "
+            f"--cron {expression!r} has 5 fields; Kubeflow Pipelines cron has 6, seconds first: "
             f"use '0 {expression}' to run at second 0 of those minutes"
         )
     if len(fields) != 6:
         raise InputError(
-            f"cron {expression!r} has {len(fields)} fields; expected 6 (sec min hour dom month dow)"
+            f"--cron {expression!r} has {len(fields)} fields; expected 6 (sec min hour dom month dow)"
         )
+    for part, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        _check_cron_field(expression, part, name, low, high, names)
     return expression
 
 
@@ -114,6 +210,83 @@ def _pipeline_parameters() -> dict[str, Any]:
     return {n: p.annotation for n, p in inspect.signature(load_pipeline().pipeline_func).parameters.items()}
 
 
+KFP_HEALTH_PATH = "/apis/v2beta1/healthz"
+PIPELINE_LOG_FILE = "pipeline.log"  # runs/<timestamp>/: everything the stages printed
+
+
+def check_tracking_uri(tracking_uri: str) -> None:
+    """An MLflow server given by URL must answer /health before the first stage (MLflow's own
+    client retries a dead server for minutes)."""
+    from odqa.tracking import require_server
+
+    require_server(tracking_uri)
+
+
+def check_kfp_host(host: str) -> None:
+    """The Kubeflow Pipelines API must answer before anything is compiled or sent."""
+    if not host.startswith(("http://", "https://")):
+        raise InputError(f"--host {host!r}: give the KFP API endpoint as a URL, e.g. http://localhost:8080")
+    from odqa.tracking import probe_http
+
+    probe_http(
+        host.rstrip("/") + KFP_HEALTH_PATH,
+        "Kubeflow Pipelines",
+        "check --host (e.g. kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80) and that the "
+        "cluster is up",
+    )
+
+
+class _LogTee:
+    """stdout that also goes to a log file, keeping the last lines to find a failed stage's error."""
+
+    def __init__(self, stream, log_path: Path, keep: int = 400):
+        import collections
+
+        self.stream = stream
+        self.log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self.lines: collections.deque[str] = collections.deque(maxlen=keep)
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        self.log.write(text)
+        self._partial += text
+        *done, self._partial = self._partial.split("\n")
+        self.lines.extend(done)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+        self.log.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.log.close()
+
+
+_ANSI = "\x1b\\[[0-9;]*m"
+
+
+def stage_failure(message: str, lines: list[str]) -> tuple[str, str]:
+    """(failed task, its one-line error) from the kfp local runner's RuntimeError and the stage output:
+    the last `SomethingError: text` line of its traceback, or its last non-empty line."""
+    import re
+
+    clean = re.sub(_ANSI, "", message)
+    found = re.search(r"Inner task failed: '([^']+)'", clean)
+    task = found.group(1) if found else "?"
+    error = ""
+    for line in reversed([re.sub(_ANSI, "", x).strip() for x in lines]):
+        match = re.match(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$", line)
+        if match:
+            name, text = match.groups()
+            error = text if name == "InputError" else f"{name}: {text}"
+            break
+    return task, error or "see the log"
+
+
 def run_local(config: LocalRunConfig) -> LocalRunResult:
     """Run the whole DAG with the kfp local runner; everything lands in runs/<timestamp>/."""
     from kfp import local
@@ -130,12 +303,15 @@ def run_local(config: LocalRunConfig) -> LocalRunResult:
     # KFP checks argument types strictly: an int given for a float parameter is an error there.
     given = {k: float(v) if types[k] is float and isinstance(v, int) else v for k, v in named.items()}
     runs_dir = Path(config.runs_dir).resolve()
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise InputError("--runs-dir: exists and is not a folder", path=config.runs_dir)
+    tracking_uri = config.tracking_uri or tracking.default_tracking_uri(runs_dir)
+    check_tracking_uri(tracking_uri)  # before a run folder exists
     if config.runner == "docker":
         kfp_runner("docker", runs_dir)  # fails fast, before a run folder exists, without a Docker engine
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = runs_dir / stamp
     run_dir.mkdir(parents=True, exist_ok=False)
-    tracking_uri = config.tracking_uri or tracking.default_tracking_uri(runs_dir)
     params = {
         **given,
         "tracking_uri": tracking_uri,
@@ -143,7 +319,18 @@ def run_local(config: LocalRunConfig) -> LocalRunResult:
     }
     local.init(runner=kfp_runner(config.runner, runs_dir), pipeline_root=str(run_dir / "artifacts"))
     started = time.perf_counter()
-    load_pipeline()(**params)
+    log_path = run_dir / PIPELINE_LOG_FILE
+    tee = _LogTee(sys.stdout, log_path)
+    try:
+        with contextlib.redirect_stdout(tee):
+            load_pipeline()(**params)
+    except RuntimeError as e:
+        if "finished with status" not in str(e):
+            raise
+        task, error = stage_failure(str(e), list(tee.lines))
+        raise InputError(f"stage {task} failed: {error} (log: {log_path})") from None
+    finally:
+        tee.close()
     seconds = time.perf_counter() - started
     parent = _find_parent_run(tracking_uri, params.get("experiment", "odqa"), params["run_name"])
     summary = run_summary(tracking_uri, parent, seconds)
@@ -264,6 +451,7 @@ def submit(
     host: str, params: dict[str, Any], experiment: str = "odqa", package: str | os.PathLike | None = None
 ) -> str:
     """Submit the pipeline to a Kubeflow Pipelines endpoint; returns the KFP run id."""
+    check_kfp_host(host)
     with _package(package) as path:
         run = client_for(host).create_run_from_pipeline_package(
             str(path), arguments=pipeline_arguments(params), experiment_name=experiment, enable_caching=None
@@ -281,6 +469,7 @@ def schedule(
 ) -> str:
     """A recurring run (max_concurrency 1: runs never race each other for the champion alias)."""
     validate_cron(cron)
+    check_kfp_host(host)
     c = client_for(host)
     exp = c.create_experiment(experiment)
     with _package(package) as path:

@@ -10,13 +10,26 @@ from odqa.config import StageConfig
 from odqa.schema import READER_CONFIG_FILE
 
 __all__ = [
-    "NULL_SCORE_MODES", "READER_CONFIG_FILE", "SCORE_MODES", "PredictConfig", "ReaderSettings", "ReaderTrainConfig",
+    "NULL_SCORE_MODES", "PRECISIONS", "READER_CONFIG_FILE", "SCORE_MODES", "PredictConfig", "ReaderSettings", "ReaderTrainConfig",
 ]  # fmt: skip
 
 ScoreMode = Literal["prob_product", "logit_sum"]
 SCORE_MODES = get_args(ScoreMode)
 NullScoreMode = Literal["ignore", "subtract"]
 NULL_SCORE_MODES = get_args(NullScoreMode)
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS = get_args(Precision)
+
+
+def _check_device(value: str) -> str:
+    """auto, cpu, mps, cuda or cuda:N; whether it exists is checked when training or reading starts."""
+    text = str(value).strip().lower()
+    if text in ("auto", "cpu", "mps", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+
+
+DEVICE_HELP = "auto (cuda if available, else mps, else cpu), cpu, cuda, cuda:N or mps"
 
 
 class ReaderTrainConfig(StageConfig):
@@ -50,7 +63,9 @@ class ReaderTrainConfig(StageConfig):
     max_steps: int | None = Field(
         None, ge=1, description="stop after this many steps when fewer than the epochs take (none: no cap)"
     )
-    batch_size: int = Field(16, ge=1, description="windows per training step")
+    batch_size: int = Field(
+        16, ge=1, description="windows per optimizer step (all processes and grad_accum passes)"
+    )
     learning_rate: float = Field(1e-3, gt=0, description="peak AdamW learning rate")
     warmup_ratio: float = Field(0.1, ge=0, le=1, description="share of steps with a linear warm-up")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
@@ -60,6 +75,50 @@ class ReaderTrainConfig(StageConfig):
     seed: int = Field(42, description="random seed")
     num_threads: int | None = Field(None, ge=1, description="torch threads (none: torch's default)")
     log_every: int = Field(25, ge=1, description="steps between loss log lines")
+    device: str = Field("auto", description=DEVICE_HELP)
+    precision: Precision = Field(
+        "auto",
+        description="fp32, bf16 (autocast; CUDA with bf16 support, or CPU when asked), fp16 (CUDA, with a "
+        "gradient scaler); auto: bf16 on CUDA that supports it, else fp32",
+    )
+    grad_accum: int = Field(
+        1,
+        ge=1,
+        description="split each step's batch_size windows into this many forward passes (less memory, same "
+        "step): batch_size is the windows per optimizer step over all processes and passes",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass (large encoders: less memory, slower)"
+    )
+    loader_workers: int = Field(
+        0, ge=0, description="processes padding batches ahead (0: in the training loop, the fastest on CPU)"
+    )
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="save a resumable checkpoint every this many steps (none: never)"
+    )
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept (the newest)")
+    checkpoint_dir: str | None = Field(
+        None, description="where checkpoints go (none: <out>/checkpoints); a persistent volume on a cluster"
+    )
+    resume: bool = Field(
+        False,
+        description="continue from the newest checkpoint when there is one (same data and settings, or an "
+        "error)",
+    )
+    eval_qa: str | None = Field(
+        None, description="qa.jsonl scored (EM/F1, gold context) while training; the best model is kept"
+    )
+    eval_every: int | None = Field(
+        None, ge=1, description="steps between evaluations on eval_qa (none: after each epoch)"
+    )
+    patience: int | None = Field(
+        None, ge=1, description="stop after this many evaluations without a better F1 (none: never early)"
+    )
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device(cls, value):
+        return _check_device(value)
 
 
 class PredictConfig(StageConfig):
@@ -95,6 +154,15 @@ class PredictConfig(StageConfig):
         description="subtract: rank each span against its passage's 'no answer here' (CLS) score, so a "
         "passage the reader itself rejects ranks lower; ignore: the span alone",
     )
+    device: str = Field("auto", description=DEVICE_HELP)
+    precision: Precision = Field(
+        "auto", description="fp32, bf16, fp16 (CUDA); auto: bf16 on CUDA that supports it, else fp32"
+    )
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device(cls, value):
+        return _check_device(value)
 
     @field_validator("top_k_passages", mode="before")
     @classmethod

@@ -22,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from odqa.data import load_retrieved
 from odqa.errors import InputError
-from odqa.io import read_json, write_json
+from odqa.io import atomic_dir, check_output_dir, read_json, write_json
+from odqa.progress import progress_bar
 from odqa.reader.config import READER_CONFIG_FILE, PredictConfig
+from odqa.reader.device import Placement
 from odqa.reader.features import InferenceFeature, ReaderSettings, inference_features
 from odqa.schema import NBEST_FILE, PREDICTIONS_FILE, Hit, QAExample, RetrievalResult
 
@@ -191,20 +192,45 @@ class Reader:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.settings = settings
+        self.placement: Placement | None = None  # set by predict() from its config
 
     @classmethod
     def load(cls, model_dir: str | Path) -> Reader:
+        """A reader folder odqa train wrote; every damaged or wrong folder is one InputError naming it,
+        raised before transformers logs anything."""
         model_dir = Path(model_dir)
+        if model_dir.is_file():
+            raise InputError("is a file, expected the reader folder odqa train wrote", path=model_dir)
         if not model_dir.is_dir():
             raise InputError("reader folder not found", path=model_dir)
         config_path = model_dir / READER_CONFIG_FILE
-        saved = read_json(config_path) if config_path.is_file() else {}
+        if not config_path.is_file():
+            raise InputError(
+                f"not a reader folder (no {READER_CONFIG_FILE}): give the folder odqa train wrote",
+                path=model_dir,
+            )
+        saved = read_json(config_path)
+        if not isinstance(saved, dict):
+            raise InputError("not a JSON object", path=config_path)
         # odqa_reader.json also holds the training summary: only the windowing keys are settings.
         settings = ReaderSettings.from_dict(
             {k: v for k, v in saved.items() if k in ReaderSettings.model_fields}, source=config_path
         )
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        model = AutoModelForQuestionAnswering.from_pretrained(str(model_dir))
+        model_config = model_dir / "config.json"
+        if not model_config.is_file():
+            raise InputError("damaged reader: no config.json; retrain it with odqa train", path=model_dir)
+        read_json(model_config)  # malformed JSON: one line with its position
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+            model = AutoModelForQuestionAnswering.from_pretrained(str(model_dir))
+        except Exception as e:  # OSError, ValueError, KeyError, safetensors' SafetensorError, ...
+            if isinstance(e, InputError):
+                raise
+            lines = str(e).strip().splitlines()
+            raise InputError(
+                f"damaged reader: {lines[0] if lines else type(e).__name__}; retrain it with odqa train",
+                path=model_dir,
+            ) from None
         return cls(model, tokenizer, settings)
 
     def _logits(
@@ -214,11 +240,18 @@ class Reader:
         order = sorted(range(len(features)), key=lambda i: len(features[i].inputs["input_ids"]))
         out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(features)
         device = next(self.model.parameters()).device
+        placement = self.placement or Placement(device, "fp32")
+        # A RoBERTa with type_vocab_size 1 (klue/roberta) reads no segment ids its BERT tokenizer emits.
+        drop = {"token_type_ids"} if getattr(self.model.config, "type_vocab_size", 2) < 2 else set()
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         with torch.inference_mode():
-            for batch in tqdm(batches, desc="read", unit="batch", leave=False):
-                inputs = pad_windows(self.tokenizer, [features[i].inputs for i in batch])
-                outputs = self.model(**{k: v.to(device) for k, v in inputs.items()})
+            for batch in progress_bar(batches, desc="read", unit="batch", leave=False):
+                inputs = pad_windows(
+                    self.tokenizer,
+                    [{k: v for k, v in features[i].inputs.items() if k not in drop} for i in batch],
+                )
+                with placement.autocast():
+                    outputs = self.model(**{k: v.to(device, non_blocking=True) for k, v in inputs.items()})
                 starts = outputs.start_logits.float().cpu().numpy()
                 ends = outputs.end_logits.float().cpu().numpy()
                 for row, i in enumerate(batch):
@@ -227,7 +260,11 @@ class Reader:
         return out  # type: ignore[return-value]
 
     def predict(self, results: list[RetrievalResult], config: PredictConfig) -> tuple[dict, dict]:
-        """Returns (predictions {id: text}, nbest {id: [entry, ...]}) with entries as in DESIGN.md."""
+        """Returns (predictions {id: text}, nbest {id: [entry, ...]}) with entries as in DESIGN.md.
+        The model moves to `config.device` (auto: CUDA, else MPS, else CPU) and reads in its precision."""
+        self.placement = Placement.resolve(config.device, config.precision)
+        if next(self.model.parameters()).device != self.placement.device:
+            self.model.to(self.placement.device)
         with torch_threads(config.num_threads):
             return self._predict(results, config)
 
@@ -236,7 +273,7 @@ class Reader:
         nbest: dict = {}
         # Questions go through in chunks so memory stays bounded however many questions there are.
         chunks = range(0, len(results), QUESTIONS_PER_CHUNK)
-        for start in tqdm(chunks, desc="predict", unit="chunk", disable=len(chunks) < 2):
+        for start in progress_bar(chunks, desc="predict", unit="chunk", disable=len(chunks) < 2):
             chunk = results[start : start + QUESTIONS_PER_CHUNK]
             pairs = reading_pairs(chunk, config.top_k_passages)
             features = inference_features(
@@ -332,33 +369,57 @@ def select_answers(
     return predictions, nbest
 
 
-def _write(predictions: dict, nbest: dict, out_dir: str | Path, n: int, seconds: float) -> PredictResult:
+PREDICTIONS_KIND = "predictions"  # odqa.io output kind
+
+
+def _write(
+    predictions: dict, nbest: dict, out_dir: str | Path, n: int, seconds: float, force: bool = False
+) -> PredictResult:
+    """Both files in one folder replace: a crash never leaves one new file beside an old one."""
     out_dir = Path(out_dir)
-    write_json(out_dir / PREDICTIONS_FILE, predictions)
-    write_json(out_dir / NBEST_FILE, nbest)
+    with atomic_dir(out_dir, kind=PREDICTIONS_KIND, force=force) as tmp:
+        write_json(tmp / PREDICTIONS_FILE, predictions)
+        write_json(tmp / NBEST_FILE, nbest)
     log.info("predicted %d questions in %.1fs (%.1f questions/s)", n, seconds, n / max(seconds, 1e-9))
     return PredictResult(out_dir / PREDICTIONS_FILE, out_dir / NBEST_FILE, n, seconds)
 
 
 def predict(
-    config: PredictConfig, model_dir: str | Path, retrieved_path: str | Path, out_dir: str | Path
+    config: PredictConfig,
+    model_dir: str | Path,
+    retrieved_path: str | Path,
+    out_dir: str | Path,
+    force: bool = False,
 ) -> PredictResult:
     """Read retrieved.jsonl and write predictions.json + nbest.json into out_dir."""
+    Placement.resolve(config.device, config.precision)  # a device this machine lacks fails before loading
+    check_output_dir(out_dir, PREDICTIONS_KIND, force)
     reader = Reader.load(model_dir)
     results = load_retrieved(retrieved_path)
+    if results and not any(r.passages for r in results):
+        raise InputError(
+            f"none of the {len(results)} questions has a retrieved passage: rebuild it with odqa retrieve",
+            path=retrieved_path,
+        )
     t0 = time.perf_counter()
     predictions, nbest = reader.predict(results, config)
-    return _write(predictions, nbest, out_dir, len(results), time.perf_counter() - t0)
+    return _write(predictions, nbest, out_dir, len(results), time.perf_counter() - t0, force)
 
 
 def predict_gold(
-    config: PredictConfig, model_dir: str | Path, qa_path: str | Path, out_dir: str | Path
+    config: PredictConfig,
+    model_dir: str | Path,
+    qa_path: str | Path,
+    out_dir: str | Path,
+    force: bool = False,
 ) -> PredictResult:
     """Like `predict`, but each question reads only its own (gold) context: reader-only accuracy."""
     from odqa.data import load_qa
 
+    Placement.resolve(config.device, config.precision)
+    check_output_dir(out_dir, PREDICTIONS_KIND, force)
     reader = Reader.load(model_dir)
     results = results_from_gold(load_qa(qa_path).examples)
     t0 = time.perf_counter()
     predictions, nbest = reader.predict(results, config)
-    return _write(predictions, nbest, out_dir, len(results), time.perf_counter() - t0)
+    return _write(predictions, nbest, out_dir, len(results), time.perf_counter() - t0, force)

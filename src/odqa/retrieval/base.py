@@ -4,14 +4,16 @@ loaded back by kind."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from odqa.config import StageConfig
 from odqa.errors import InputError
-from odqa.io import read_json
+from odqa.io import check_output_dir, read_json
 from odqa.schema import RETRIEVER_CONFIG_FILE, Hit
 
 # kind -> "module:Class"; each class has classmethod load(index_dir) -> Retriever.
@@ -22,6 +24,12 @@ RETRIEVER_KINDS: dict[str, str] = {
     "hybrid": "odqa.retrieval.hybrid:HybridRetriever",
 }
 LEGACY_KIND_KEY = "type"  # what retriever.json called the kind before 0.2
+INDEX_KIND = "index"  # the output kind of an index folder (odqa.io.atomic_dir)
+# retriever.json key: hashes of the settings and of the analyzer's terms for PROBE_TEXT at build time,
+# so an index whose retriever.json was edited (another analyzer, other k1) is refused when loaded
+# instead of silently searching with terms the index never saw.
+FINGERPRINT_KEY = "fingerprint"
+PROBE_TEXT = "세종대왕은 1443년에 훈민정음을 창제했다. Seoul's Gyeongbokgung (경복궁) opened in 1395!"
 
 
 @runtime_checkable
@@ -67,14 +75,54 @@ def load_retriever_config(
     settings and `facts` about the built index (counts, names); anything else is an error, as in
     any other config source."""
     config_path, saved = read_retriever_config(index_dir, kind)
-    skip = {"kind", LEGACY_KIND_KEY, *facts}
+    skip = {"kind", LEGACY_KIND_KEY, FINGERPRINT_KEY, *facts}
     config = config_class.from_dict({k: v for k, v in saved.items() if k not in skip}, source=config_path)
+    check_fingerprint(config_path, saved.get(FINGERPRINT_KEY), kind, config)
     return config, saved
 
 
+def _digest(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def fingerprint(kind: str, config: StageConfig) -> dict[str, str]:
+    """{"settings": hash of the kind and settings (its `runtime_fields` left out), "analyzer": hash of
+    the analyzer's terms for PROBE_TEXT (a config with `make_analyzer` only)}."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in config.runtime_fields}
+    out = {"settings": _digest({"kind": kind, **settings})}
+    make = getattr(config, "make_analyzer", None)
+    if callable(make):
+        out["analyzer"] = _digest(make().analyze([PROBE_TEXT]))
+    return out
+
+
+def check_fingerprint(config_path: Path, saved: Any, kind: str, config: StageConfig) -> None:
+    """Refuse an index whose settings or analyzer differ from those it was built with. Indexes built
+    before fingerprints existed have none and are accepted."""
+    if saved is None:
+        return
+    if not isinstance(saved, dict):
+        raise InputError(f"{FINGERPRINT_KEY!r} must be an object; rebuild the index", path=config_path)
+    now = fingerprint(kind, config)
+    if saved.get("settings") != now["settings"]:
+        raise InputError(
+            "settings differ from those the index was built with (retriever.json edited?): rebuild "
+            "the index with odqa index, or restore retriever.json",
+            path=config_path,
+        )
+    if "analyzer" in saved and saved["analyzer"] != now.get("analyzer"):
+        raise InputError(
+            "the analyzer now gives other terms than when the index was built (analyzer library "
+            "upgraded?): rebuild the index with odqa index",
+            path=config_path,
+        )
+
+
 def saved_retriever_config(kind: str, config: StageConfig, **facts: Any) -> dict[str, Any]:
-    """What a backend writes to retriever.json: its kind, its settings and facts about the index."""
-    return {"kind": kind, **config.to_dict(), **facts}
+    """What a backend writes to retriever.json: its kind, its settings, facts about the index and the
+    fingerprint of the settings and analyzer."""
+    return {"kind": kind, **config.to_dict(), **facts, FINGERPRINT_KEY: fingerprint(kind, config)}
 
 
 def retriever_class(kind: str) -> type:
@@ -98,10 +146,14 @@ def build_index(
     passages_path: str | Path | None,
     index_dir: str | Path,
     source: object = None,
+    force: bool = False,
 ) -> Path:
-    """Build a `kind` index over passages.jsonl into `index_dir`; returns `index_dir`."""
+    """Build a `kind` index over passages.jsonl into `index_dir` (a new folder or an earlier index;
+    `force` replaces any other folder); returns `index_dir`."""
     config = retriever_config(kind, options, source if source is not None else f"{kind} options")
-    retriever_class(kind).build(config, passages_path, index_dir)
+    check_output_dir(index_dir, INDEX_KIND, force)
+    extra = {"force": True} if force else {}  # backends that predate `force` need not take it
+    retriever_class(kind).build(config, passages_path, index_dir, **extra)
     return Path(index_dir)
 
 

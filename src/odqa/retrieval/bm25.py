@@ -19,7 +19,7 @@ from odqa.config import StageConfig
 from odqa.data import load_passages
 from odqa.errors import InputError
 from odqa.io import atomic_dir, write_json, write_jsonl
-from odqa.retrieval.base import load_retriever_config, saved_retriever_config
+from odqa.retrieval.base import INDEX_KIND, load_retriever_config, saved_retriever_config
 from odqa.schema import PASSAGES_FILE, RETRIEVER_CONFIG_FILE, Hit, Passage
 from odqa.text.analyzers import ANALYZERS, Analyzer, make_analyzer, typed_analyzer_options
 
@@ -37,8 +37,12 @@ class BM25Config(StageConfig):
     analyzer_options: dict[str, Any] = Field(
         default_factory=dict, description='analyzer settings, e.g. {"pos": ["N", "V"]} for kiwi'
     )
-    k1: float = Field(1.5, ge=0, description="BM25 term-frequency saturation")
-    b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation")
+    k1: float = Field(
+        1.5, gt=0, allow_inf_nan=False, description="BM25 term-frequency saturation, a finite number > 0"
+    )
+    b: float = Field(
+        0.75, ge=0, le=1, allow_inf_nan=False, description="BM25 length normalisation, from 0 to 1"
+    )
     method: Literal["robertson", "lucene", "atire", "bm25l", "bm25+"] = Field(
         "lucene", description="bm25s scoring variant"
     )
@@ -89,7 +93,9 @@ class BM25Retriever:
         )
 
     @classmethod
-    def build(cls, config: BM25Config, passages_path: str | Path, index_dir: str | Path) -> BM25Retriever:
+    def build(
+        cls, config: BM25Config, passages_path: str | Path, index_dir: str | Path, force: bool = False
+    ) -> BM25Retriever:
         analyzer = config.make_analyzer()  # fail on a bad analyzer before the slow part
         passages = load_passages(passages_path)
         start = time.perf_counter()
@@ -106,7 +112,7 @@ class BM25Retriever:
             time.perf_counter() - analyzed,
             len(model.vocab_dict),
         )
-        with atomic_dir(index_dir) as tmp:
+        with atomic_dir(index_dir, kind=INDEX_KIND, force=force) as tmp:
             model.save(str(tmp / BM25S_DIR), show_progress=False)
             write_jsonl(tmp / PASSAGES_FILE, (p.to_dict() for p in passages))
             info = dict(zip(INDEX_INFO_KEYS, (len(passages), len(model.vocab_dict)), strict=True))

@@ -17,7 +17,7 @@ import torch
 from odqa.data import load_doc_aliases, load_passages, load_qa
 from odqa.errors import InputError
 from odqa.io import atomic_dir, write_json, write_jsonl
-from odqa.retrieval.base import load_retriever_config, saved_retriever_config
+from odqa.retrieval.base import INDEX_KIND, load_retriever_config, saved_retriever_config
 from odqa.retrieval.dense_encoder import (
     LOSS_PLOT_FILE,
     DenseConfig,
@@ -66,7 +66,9 @@ class DenseRetriever:
         self.passages = passages
 
     @classmethod
-    def build(cls, config: DenseConfig, passages_path: str | Path, index_dir: str | Path) -> DenseRetriever:
+    def build(
+        cls, config: DenseConfig, passages_path: str | Path, index_dir: str | Path, force: bool = False
+    ) -> DenseRetriever:
         _set_threads(config.num_threads)
         torch.manual_seed(config.seed)
         passages_path = Path(passages_path)
@@ -111,7 +113,7 @@ class DenseRetriever:
         )
         index = build_faiss_index(vectors, config)
         info["dim"] = int(vectors.shape[1])
-        with atomic_dir(index_dir) as tmp:
+        with atomic_dir(index_dir, kind=INDEX_KIND, force=force) as tmp:
             encoder.save(tmp)
             faiss.write_index(index, str(tmp / FAISS_FILE))
             write_jsonl(tmp / PASSAGES_FILE, (p.to_dict() for p in passages))

@@ -20,12 +20,12 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import Field, model_validator
-from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, get_linear_schedule_with_warmup
 
 from odqa.config import StageConfig
 from odqa.errors import InputError
 from odqa.io import write_jsonl
+from odqa.progress import progress_bar
 from odqa.schema import PASSAGES_FILE, TRAINING_LOSS_PLOT_FILE, Passage, QAExample
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ LOSS_PLOT_FILE = TRAINING_LOSS_PLOT_FILE
 
 
 class DenseConfig(StageConfig):
+    runtime_fields = frozenset({"encode_batch_size", "num_threads"})
     train_qa: str = Field(
         "",
         description="qa.jsonl whose document_id names each question's gold passage; needed unless init_from",
@@ -145,7 +146,7 @@ class DualEncoder:
         model.eval()
         chunks = []
         starts = range(0, len(texts), batch_size)
-        for start in tqdm(starts, desc=f"encode {which}s", unit="batch", disable=not progress):
+        for start in progress_bar(starts, desc=f"encode {which}s", unit="batch", disable=not progress):
             chunks.append(embed(texts[start : start + batch_size]).float().numpy())
         return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
 
@@ -298,7 +299,7 @@ def train_dual_encoder(
         order = list(range(len(data)))
         rng.shuffle(order)
         losses = []
-        bar = tqdm(
+        bar = progress_bar(
             range(0, len(order), config.batch_size),
             desc=f"{stage} epoch {epoch + 1}/{epochs}",
             unit="step",

@@ -1,20 +1,27 @@
 """Elasticsearch BM25 with the nori Korean analyzer, behind the one retriever interface.
 
-The index folder holds only `retriever.json` (URL, alias, settings); the passages live in
-Elasticsearch. Each build writes a new timestamped index and then moves the alias onto it in one
-atomic `_aliases` call, so searches never see a half-built index; the old index is deleted after.
+The index folder holds only `retriever.json` (URL, settings, and the concrete index it was built into);
+the passages live in Elasticsearch. Each build writes a NEW concrete index `<alias>-<timestamp>-<id>` and
+searches name that index, never a moving alias: a challenger built by a later run (and not promoted)
+leaves the champion's index untouched, so the served model and any evaluation of it keep their
+passages. The alias is for people (Kibana, curl): `point_alias` moves it, in one atomic `_aliases` call,
+when the register stage promotes a model. Indexes are deleted only by `prune_indexes`, which keeps
+every index a registered model version references (version tag `odqa.index`), the alias's, and any
+younger than a grace period (a run that has built but not yet registered); docs/elasticsearch.md.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError, helpers
+from elasticsearch import ApiError, BadRequestError, ConnectionTimeout, Elasticsearch, NotFoundError, helpers
 from elasticsearch import ConnectionError as ESConnectionError
 from pydantic import Field, field_validator
 from tqdm import tqdm
@@ -32,8 +39,9 @@ URL_ENV = "ODQA_ES_URL"
 DEFAULT_URL = "http://localhost:9200"
 # The nori_part_of_speech default: endings, particles, adverbs, determiners, symbols, affixes.
 DEFAULT_STOPTAGS = "E,IC,J,MAG,MAJ,MM,SP,SSC,SSO,SC,SE,XPN,XSA,XSN,XSV,UNA,NA,VSV"
-INDEX_INFO_KEYS = ("index",)  # retriever.json: the Elasticsearch index the alias pointed at when built
+INDEX_INFO_KEYS = ("index",)  # retriever.json: the concrete index built (and searched)
 SIMILARITY = "odqa_bm25"
+PROBE_TIMEOUT_S = 10.0
 ANALYZER = "odqa_korean"
 SHINGLE_ANALYZER = "odqa_korean_shingle"
 NORI_HINT = (
@@ -47,10 +55,21 @@ class ElasticsearchUnavailable(InputError):
 
 
 class ElasticsearchConfig(StageConfig):
+    runtime_fields = frozenset(
+        {
+            "url",
+            "chunk_size",
+            "max_retries",
+            "initial_backoff",
+            "max_backoff",
+            "request_timeout",
+            "search_batch_size",
+        }
+    )
     url: str = Field("", description=f"Elasticsearch URL (empty: ${URL_ENV}, else {DEFAULT_URL})")
     alias: str = Field(
         "odqa-passages",
-        description='searches go through this alias; indices are named "<alias>-<timestamp>"',
+        description='indices are named "<alias>-<timestamp>-<id>"; the alias points at the champion\'s',
     )
     decompound_mode: Literal["none", "discard", "mixed"] = Field(
         "mixed", description="nori compounds: none, discard (parts only) or mixed (compound + its parts)"
@@ -181,8 +200,9 @@ def connect(url: str, config: ElasticsearchConfig) -> Elasticsearch:
     """A client that has already answered once, so a wrong URL fails here with one clear line."""
     client = Elasticsearch(url, request_timeout=config.request_timeout, max_retries=2, retry_on_timeout=True)
     try:
-        client.info()
-    except ESConnectionError as e:
+        # a short, once-retried probe: an unreachable URL fails in seconds, not 3 x request_timeout
+        client.options(request_timeout=min(PROBE_TIMEOUT_S, config.request_timeout), max_retries=1).info()
+    except (ESConnectionError, ConnectionTimeout) as e:
         raise ElasticsearchUnavailable(
             f"cannot reach Elasticsearch at {url} ({type(e).__name__}); start one (docs/elasticsearch.md) "
             f"or set {URL_ENV}"
@@ -195,7 +215,14 @@ def connect(url: str, config: ElasticsearchConfig) -> Elasticsearch:
 
 
 def new_index_name(alias: str) -> str:
-    return f"{alias}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}{time.time_ns() // 1000 % 1_000_000:06d}"
+    """<alias>-<UTC time to the microsecond>-<8 hex>: unique even for builds in the same microsecond."""
+    stamp = f"{time.strftime('%Y%m%d%H%M%S', time.gmtime())}{time.time_ns() // 1000 % 1_000_000:06d}"
+    return f"{alias}-{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+def built_index_pattern(alias: str) -> re.Pattern[str]:
+    """Names new_index_name makes for `alias` (and the 0.1 form without the id): prune touches no other."""
+    return re.compile(rf"{re.escape(alias)}-\d{{20}}(-[0-9a-f]{{8}})?")
 
 
 def create_index(client: Elasticsearch, index_name: str, config: ElasticsearchConfig) -> None:
@@ -240,7 +267,8 @@ def bulk_index(
 
 
 def swap_alias(client: Elasticsearch, alias: str, new_index: str) -> list[str]:
-    """Point `alias` at `new_index` only, in one atomic request; return the indices it left."""
+    """Point `alias` at `new_index` only, in one atomic request; return the indices it left (they are
+    NOT deleted: registered model versions may still search them)."""
     try:
         old = sorted(client.indices.get_alias(name=alias).body)
     except NotFoundError:
@@ -256,10 +284,11 @@ def swap_alias(client: Elasticsearch, alias: str, new_index: str) -> list[str]:
 class ElasticsearchRetriever:
     config_class = ElasticsearchConfig
 
-    def __init__(self, client: Elasticsearch, config: ElasticsearchConfig, url: str):
+    def __init__(self, client: Elasticsearch, config: ElasticsearchConfig, url: str, index: str):
         self.client = client
         self.config = config
         self.url = url
+        self.index = index  # the concrete index searched
 
     @classmethod
     def build(
@@ -278,29 +307,34 @@ class ElasticsearchRetriever:
                 raise ElasticsearchUnavailable(
                     f"index {index_name} holds {count} documents, expected {indexed}"
                 )
-            old = swap_alias(client, config.alias, index_name)
+            with atomic_dir(index_dir) as tmp:
+                stored = saved_retriever_config("elasticsearch", config.replace(url=url), index=index_name)
+                write_json(tmp / RETRIEVER_CONFIG_FILE, stored)
         except BaseException:
             client.options(ignore_status=404).indices.delete(index=index_name)
             raise
-        for name in old:
-            client.options(ignore_status=404).indices.delete(index=name)
         log.info(
-            "indexed %d passages into %s; alias %s moved from %s",
+            "indexed %d passages into %s (alias %s not moved: promotion moves it)",
             indexed,
             index_name,
             config.alias,
-            old or "-",
         )
-        with atomic_dir(index_dir) as tmp:
-            stored = saved_retriever_config("elasticsearch", config.replace(url=url), index=index_name)
-            write_json(tmp / RETRIEVER_CONFIG_FILE, stored)
-        return cls(client, config, url)
+        return cls(client, config, url, index_name)
 
     @classmethod
     def load(cls, index_dir: str | Path) -> ElasticsearchRetriever:
-        config, _ = load_retriever_config(index_dir, "elasticsearch", ElasticsearchConfig, INDEX_INFO_KEYS)
+        config, saved = load_retriever_config(
+            index_dir, "elasticsearch", ElasticsearchConfig, INDEX_INFO_KEYS
+        )
         url = resolve_url(config.url)
-        return cls(connect(url, config), config, url)
+        client = connect(url, config)
+        index = saved.get("index") or config.alias  # folders without "index" predate concrete names
+        if not client.indices.exists(index=index):
+            raise ElasticsearchUnavailable(
+                f"index {index} of {Path(index_dir) / RETRIEVER_CONFIG_FILE} no longer exists on {url} "
+                "(pruned, or deleted by an odqa before 0.2 that replaced indices on rebuild): rebuild it"
+            )
+        return cls(client, config, url, index)
 
     def search(self, queries: list[str], top_k: int) -> list[list[Hit]]:
         results: list[list[Hit]] = []
@@ -310,11 +344,13 @@ class ElasticsearchRetriever:
             for q in queries[start : start + batch]:
                 searches += [{}, search_body(q, top_k, self.config)]
             try:
-                response = self.client.msearch(index=self.config.alias, searches=searches)
-            except ESConnectionError:
+                response = self.client.msearch(index=self.index, searches=searches)
+            except (ESConnectionError, ConnectionTimeout):
                 raise ElasticsearchUnavailable(
                     f"lost the connection to Elasticsearch at {self.url}"
                 ) from None
+            except NotFoundError:
+                raise ElasticsearchUnavailable(f"index {self.index} no longer exists on {self.url}") from None
             for item in response["responses"]:
                 if "error" in item:
                     reason = (
@@ -322,7 +358,7 @@ class ElasticsearchRetriever:
                         if isinstance(item["error"], dict)
                         else item["error"]
                     )
-                    raise ElasticsearchUnavailable(f"search on alias {self.config.alias} failed: {reason}")
+                    raise ElasticsearchUnavailable(f"search on index {self.index} failed: {reason}")
                 results.append([_hit(h) for h in item["hits"]["hits"]])
         return results
 
@@ -336,3 +372,102 @@ def _reason(error: ApiError) -> str:
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         return str(body["error"].get("reason") or body["error"].get("type") or body)
     return str(body or error.message)
+
+
+# ---------------------------------------------------------------- versions, promotion and retention
+
+
+def built_indexes(index_dir: str | Path) -> list[tuple[str, str, str]]:
+    """(url, alias, concrete index) of every Elasticsearch index an index folder searches: its own, or
+    a hybrid's members'. What the register stage records on the model version (`odqa.index`)."""
+    from odqa.io import read_json
+    from odqa.retrieval.base import saved_kind
+    from odqa.retrieval.hybrid import sub_indexes
+
+    index_dir = Path(index_dir)
+    saved = read_json(index_dir / RETRIEVER_CONFIG_FILE)
+    kind = saved_kind(saved)
+    if kind == "elasticsearch":
+        alias = saved.get("alias") or ElasticsearchConfig().alias
+        return [(resolve_url(saved.get("url") or ""), alias, saved.get("index") or alias)]
+    if kind == "hybrid":
+        return [found for member in sub_indexes(index_dir).values() for found in built_indexes(member)]
+    return []
+
+
+def point_alias(index_dir: str | Path) -> list[str]:
+    """Move each alias of the folder's Elasticsearch indexes onto the concrete index it built (the
+    register stage calls this when it promotes the model); returns the indexes moved to."""
+    moved = []
+    for url, alias, index in built_indexes(index_dir):
+        if index == alias:
+            continue  # a folder from before concrete names: it searches the alias itself
+        client = connect(url, ElasticsearchConfig(url=url, alias=alias))
+        swap_alias(client, alias, index)
+        moved.append(index)
+    return moved
+
+
+INDEX_TAG = "odqa.index"  # model version tag: comma-separated concrete Elasticsearch indexes it searches
+
+
+def referenced_indexes(tracking_uri: str, model_names: str | Iterable[str]) -> set[str]:
+    """Every index named by the `odqa.index` tag of any version (any alias, any state) of the models."""
+    from odqa import tracking
+
+    names = [model_names] if isinstance(model_names, str) else list(model_names)
+    client = tracking.client(tracking_uri)
+    found: set[str] = set()
+    for name in names:
+        token = None
+        while True:
+            page = client.search_model_versions(
+                filter_string=f"name = '{name}'", max_results=1000, page_token=token
+            )
+            for version in page:
+                found |= {i for i in (version.tags or {}).get(INDEX_TAG, "").split(",") if i}
+            token = page.token
+            if not token:
+                break
+    return found
+
+
+def prune_indexes(
+    es_url: str,
+    prefix: str,
+    tracking_uri: str,
+    model_names: str | Iterable[str],
+    min_age_s: float = 3 * 24 * 3600,
+    dry_run: bool = False,
+) -> list[str]:
+    """Delete the indexes built for alias `prefix` that nothing needs any more; returns their names.
+
+    Kept: every index a version of `model_names` references (tag `odqa.index`, so the champion's, the
+    challenger's and any version a person may roll back to), the ones the alias points at, and those
+    created less than `min_age_s` ago (a pipeline run that has built its index but not registered yet).
+    The registry is read BEFORE the indexes are listed, so an index registered meanwhile is young."""
+    url = resolve_url(es_url)
+    referenced = referenced_indexes(tracking_uri, model_names)
+    client = connect(url, ElasticsearchConfig(url=url, alias=prefix))
+    pattern = built_index_pattern(prefix)
+    try:
+        settings = client.indices.get_settings(index=f"{prefix}-*", name="index.creation_date").body
+    except NotFoundError:
+        settings = {}
+    try:
+        aliased = set(client.indices.get_alias(name=prefix).body)
+    except NotFoundError:
+        aliased = set()
+    now_ms = time.time() * 1000
+    doomed = []
+    for name, body in sorted(settings.items()):
+        if not pattern.fullmatch(name) or name in referenced or name in aliased:
+            continue
+        created = float(body.get("settings", {}).get("index", {}).get("creation_date", now_ms))
+        if now_ms - created < min_age_s * 1000:
+            continue
+        doomed.append(name)
+    for name in doomed if not dry_run else []:
+        client.options(ignore_status=404).indices.delete(index=name)
+        log.info("deleted index %s (no model version references it)", name)
+    return doomed

@@ -12,10 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from odqa.data import load_doc_aliases, load_retrieved
+from odqa.data import load_doc_aliases, load_qa, load_retrieved
 from odqa.errors import InputError
 from odqa.io import write_json
-from odqa.retrieval.search import load_questions
 from odqa.schema import RECALL_PLOT_FILE, RETRIEVAL_METRICS_FILE, Hit, QAExample, RetrievalResult
 
 logger = logging.getLogger(__name__)
@@ -119,11 +118,16 @@ def evaluate_retrieval(
     out_dir: str | Path,
     doc_aliases_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Writes retrieval_metrics.json and recall_at_k.png into out_dir; returns the metrics."""
-    metrics = retrieval_metrics(
-        load_retrieved(retrieved_path), load_questions(qa_path), load_doc_aliases(doc_aliases_path)
-    )
+    """Writes retrieval_metrics.json and recall_at_k.png into out_dir, each atomically, next to what
+    the folder already holds (the pipeline keeps retrieved.jsonl there); returns the metrics."""
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("exists and is not a folder; give a folder for the retrieval metrics", path=out_dir)
+    metrics = retrieval_metrics(
+        load_retrieved(retrieved_path),
+        load_qa(qa_path, open_domain=True).examples,
+        load_doc_aliases(doc_aliases_path),
+    )
     write_json(out_dir / RETRIEVAL_METRICS_FILE, metrics)
     plot_recall_curves({Path(retrieved_path).stem: metrics}, out_dir / RECALL_PLOT_FILE)
     logger.info("retrieval metrics: %s", metrics)

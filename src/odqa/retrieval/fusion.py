@@ -6,13 +6,15 @@ z-score) keeps how sure each retriever is, with weights tuned on a dev split (od
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal, get_args
 
 import numpy as np
 
 from odqa.errors import InputError
 from odqa.schema import Hit
 
-FUSIONS = ("rrf", "minmax", "zscore")
+Fusion = Literal["rrf", "minmax", "zscore"]
+FUSIONS = get_args(Fusion)
 
 
 def reciprocal_rank_fusion(

@@ -17,6 +17,7 @@ from odqa.config import StageConfig
 from odqa.errors import InputError
 from odqa.io import atomic_dir, read_json, write_json
 from odqa.retrieval.base import (
+    INDEX_KIND,
     Retriever,
     load_retriever,
     load_retriever_config,
@@ -24,7 +25,7 @@ from odqa.retrieval.base import (
     saved_kind,
     saved_retriever_config,
 )
-from odqa.retrieval.fusion import FUSIONS, fuse
+from odqa.retrieval.fusion import FUSIONS, Fusion, fuse
 from odqa.schema import RETRIEVER_CONFIG_FILE, Hit
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class HybridConfig(StageConfig):
         default_factory=list,
         description='or sub-retrievers to build inside the hybrid\'s own folder: [{"kind": "bm25", ...}, ...]',
     )
-    fusion: str = Field("rrf", description=f"how rankings are fused: {', '.join(FUSIONS)}")
+    fusion: Fusion = Field("rrf", description=f"how rankings are fused: {', '.join(FUSIONS)}")
     rrf_k: int = Field(60, ge=1, description="rrf: score = sum of weight / (rrf_k + rank)")
     weights: list[float] = Field(
         default_factory=list,
@@ -81,13 +82,6 @@ class HybridConfig(StageConfig):
                 raise ValueError(str(e) if str(e).startswith("member") else f"member {i}: {e}") from None
             checked.append({"kind": kind, **config.model_dump(mode="json", include=set(options))})
         return checked
-
-    @field_validator("fusion")
-    @classmethod
-    def _known_fusion(cls, value: str) -> str:
-        if value not in FUSIONS:
-            raise ValueError(f"must be one of {', '.join(FUSIONS)}, got {value!r}")
-        return value
 
     @model_validator(mode="after")
     def _sub_indexes(self) -> HybridConfig:
@@ -148,19 +142,23 @@ class HybridRetriever:
 
     @classmethod
     def build(
-        cls, config: HybridConfig, passages_path: str | Path | None, index_dir: str | Path
+        cls,
+        config: HybridConfig,
+        passages_path: str | Path | None,
+        index_dir: str | Path,
+        force: bool = False,
     ) -> HybridRetriever:
         """Sub-indexes built separately (`indexes`) are recorded by where they are (also relative to
         `index_dir`, so the folders can move together); `members` are built from `passages_path` into
         `index_dir/members/`, so the hybrid folder is self-contained."""
         if config.members:
-            return cls._build_members(config, passages_path, index_dir)
+            return cls._build_members(config, passages_path, index_dir, force)
         target = Path(index_dir).resolve()
         absolute = [str(Path(p).resolve()) for p in config.indexes]
         retrievers = [load_retriever(p) for p in absolute]
         relative = [os.path.relpath(p, target) for p in absolute]
         config = config.replace(indexes=absolute)
-        with atomic_dir(index_dir) as tmp:
+        with atomic_dir(index_dir, kind=INDEX_KIND, force=force) as tmp:
             write_json(
                 tmp / RETRIEVER_CONFIG_FILE,
                 saved_retriever_config("hybrid", config, indexes_relative=relative),
@@ -169,7 +167,7 @@ class HybridRetriever:
 
     @classmethod
     def _build_members(
-        cls, config: HybridConfig, passages_path: str | Path | None, index_dir: str | Path
+        cls, config: HybridConfig, passages_path: str | Path | None, index_dir: str | Path, force: bool
     ) -> HybridRetriever:
         from odqa.retrieval.base import build_index
 
@@ -178,7 +176,7 @@ class HybridRetriever:
         target = Path(index_dir).resolve()
         names = member_names(config.members)
         relative = [f"{MEMBERS_DIR}/{name}" for name in names]
-        with atomic_dir(target) as tmp:
+        with atomic_dir(target, kind=INDEX_KIND, force=force) as tmp:
             for i, (member, rel) in enumerate(zip(config.members, relative, strict=True)):
                 options = {k: v for k, v in member.items() if k != "kind"}
                 log.info("hybrid member %s: building %s index", rel, member["kind"])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from odqa.data import load_qa
-from odqa.io import write_jsonl
+from odqa.errors import InputError
+from odqa.io import check_output_file, write_jsonl
+from odqa.progress import progress_bar
 from odqa.retrieval.base import load_retriever
 from odqa.schema import QAExample, RetrievalResult
 
@@ -18,15 +18,20 @@ BATCH_SIZE = 256  # questions per search call: bounds memory for large corpora, 
 
 
 def load_questions(qa_path: str | Path) -> list[QAExample]:
-    return load_qa(qa_path).examples
+    """The questions of a QA file; open-domain gold (no context, answers without offsets) is accepted,
+    retrieval needs neither."""
+    return load_qa(qa_path, open_domain=True).examples
 
 
 def retrieve(index_dir: str | Path, qa_path: str | Path, out_path: str | Path, top_k: int = 20) -> Path:
     """Writes retrieved.jsonl: one RetrievalResult per question, in the QA file's order."""
+    if top_k < 1:
+        raise InputError(f"top_k must be at least 1, got {top_k}")
+    check_output_file(out_path)
     retriever = load_retriever(index_dir)
     examples = load_questions(qa_path)
     results: list[RetrievalResult] = []
-    with tqdm(total=len(examples), desc="retrieve", unit="q") as bar:
+    with progress_bar(total=len(examples), desc="retrieve", unit="q") as bar:
         for start in range(0, len(examples), BATCH_SIZE):
             batch = examples[start : start + BATCH_SIZE]
             for example, hits in zip(

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BeforeValidator
-from tqdm.auto import tqdm
 
 from odqa.errors import InputError
+from odqa.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class WhitespaceAnalyzer(Analyzer):
     name: ClassVar[str] = "whitespace"
 
     def analyze(self, texts: list[str], progress: bool = False) -> list[list[str]]:
-        return [normalize(t).split() for t in tqdm(texts, desc="whitespace", disable=not progress)]
+        return [normalize(t).split() for t in progress_bar(texts, desc="whitespace", disable=not progress)]
 
 
 def _bigrams(text: str) -> list[str]:
@@ -78,7 +78,7 @@ class BigramAnalyzer(Analyzer):
     name: ClassVar[str] = "bigram"
 
     def analyze(self, texts: list[str], progress: bool = False) -> list[list[str]]:
-        return [_bigrams(normalize(t)) for t in tqdm(texts, desc="bigrams", disable=not progress)]
+        return [_bigrams(normalize(t)) for t in progress_bar(texts, desc="bigrams", disable=not progress)]
 
 
 def get_kiwi(num_workers: int = -1):
@@ -125,7 +125,7 @@ class KiwiAnalyzer(Analyzer):
         pos = self.pos
         out: list[list[str]] = []
         # A list goes through Kiwi's worker threads in one call; results come back in order.
-        for tokens in tqdm(kiwi.tokenize(nfc), total=len(nfc), desc="kiwi", disable=not progress):
+        for tokens in progress_bar(kiwi.tokenize(nfc), total=len(nfc), desc="kiwi", disable=not progress):
             out.append([t.form.lower() for t in tokens if t.tag.startswith(pos)])
         return out
 
