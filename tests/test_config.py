@@ -20,7 +20,7 @@ from odqa.ensemble import EnsembleConfig
 from odqa.errors import InputError
 from odqa.evaluation import EvaluateConfig
 from odqa.preprocess import PreprocessConfig
-from odqa.reader.config import PredictConfig, ReaderSettings, ReaderTrainConfig
+from odqa.reader.config import PredictConfig, ReaderSettings, ReaderTrainConfig, WindowFields
 from odqa.registry import RegisterConfig
 from odqa.retrieval.bm25 import BM25Config
 from odqa.retrieval.dense_encoder import DenseConfig
@@ -69,6 +69,7 @@ EXAMPLES: dict[type[StageConfig], tuple[dict, dict]] = {
     ),
     PredictConfig: ({}, {"n_best": 10, "top_k_passages": 3, "max_answer_length": 20, "num_threads": 1}),
     ReaderSettings: ({}, {"max_length": 128, "doc_stride": 32, "max_question_tokens": 16}),
+    WindowFields: ({}, {"max_length": 128, "doc_stride": 32, "title_prefix": True}),
     EnsembleConfig: ({}, {"method": "rank_average", "weights": [2, 1], "n_best": 10}),
     EvaluateConfig: ({}, {"metric": "squad", "top_k": 5}),
     KorquadSplitConfig: ({}, {"eval_fraction": 0.5, "seed": 7}),

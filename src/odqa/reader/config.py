@@ -32,7 +32,34 @@ def _check_device(value: str) -> str:
 DEVICE_HELP = "auto (cuda if available, else mps, else cpu), cpu, cuda, cuda:N or mps"
 
 
-class ReaderTrainConfig(StageConfig):
+class WindowFields(StageConfig):
+    """The windowing settings training and prediction share (ReaderTrainConfig declares them once for
+    the CLI; ReaderSettings saves them with the reader)."""
+
+    max_length: int = Field(256, ge=8, description="tokens per window (question + context)")
+    doc_stride: int = Field(64, ge=1, description="tokens consecutive windows of a long context overlap by")
+    title_prefix: bool = Field(False, description='read contexts as "title\\ncontext"')
+    max_question_tokens: int = Field(
+        64, ge=1, description="longer questions are cut so each window keeps room for context"
+    )
+
+    @model_validator(mode="after")
+    def _room_for_context(self) -> WindowFields:
+        if self.question_budget < 1:
+            raise ValueError(
+                f"doc_stride {self.doc_stride} leaves no room in windows of max_length {self.max_length}: "
+                "lower doc_stride or raise max_length"
+            )
+        return self
+
+    @property
+    def question_budget(self) -> int:
+        """Question tokens per window: [CLS] q [SEP] context [SEP] must keep more context tokens than
+        the stride, or the tokenizer panics; so a long question is cut rather than the run failing."""
+        return min(self.max_question_tokens, self.max_length - 3 - self.doc_stride - 1)
+
+
+class ReaderTrainConfig(WindowFields):
     renamed_keys = {"threads": "num_threads"}
 
     reader_model: str | None = Field(
@@ -48,12 +75,6 @@ class ReaderTrainConfig(StageConfig):
         None, ge=1, description="from scratch: feed-forward size (none: 4 x hidden_size)"
     )
     dropout: float = Field(0.1, ge=0, lt=1, description="from scratch: dropout probability")
-    max_length: int = Field(256, ge=8, description="tokens per window (question + context)")
-    doc_stride: int = Field(64, ge=1, description="tokens consecutive windows of a long context overlap by")
-    title_prefix: bool = Field(False, description='read contexts as "title\\ncontext"')
-    max_question_tokens: int = Field(
-        64, ge=1, description="longer questions are cut so each window keeps room for context"
-    )
     question_overlap: bool = Field(
         True,
         description="from scratch only: mark context tokens that also occur in the question "
@@ -171,30 +192,11 @@ class PredictConfig(StageConfig):
         return None if value == 0 or (isinstance(value, str) and value.strip() == "0") else value
 
 
-class ReaderSettings(StageConfig):
+class ReaderSettings(WindowFields):
     """How text is windowed; saved with a trained reader (odqa_reader.json) so predict reads text exactly
     as training did."""
 
-    max_length: int = Field(256, ge=8, description="tokens per window (question + context)")
-    doc_stride: int = Field(64, ge=1, description="tokens consecutive windows of a long context overlap by")
-    title_prefix: bool = Field(False, description='read contexts as "title\\ncontext"')
-    max_question_tokens: int = Field(64, ge=1, description="longer questions are cut")
     # Context tokens that also occur in the question get token type 2 (DrQA's exact-match feature).
     # Label-free, so identical at inference; it lets a small reader trained from scratch find the
     # sentence the question talks about. Needs a model with type_vocab_size 3.
     question_overlap: bool = Field(False, description="mark context tokens that also occur in the question")
-
-    @model_validator(mode="after")
-    def _room_for_context(self) -> ReaderSettings:
-        if self.question_budget < 1:
-            raise ValueError(
-                f"doc_stride {self.doc_stride} leaves no room in windows of max_length {self.max_length}: "
-                "lower doc_stride or raise max_length"
-            )
-        return self
-
-    @property
-    def question_budget(self) -> int:
-        """Question tokens per window: [CLS] q [SEP] context [SEP] must keep more context tokens than
-        the stride, or the tokenizer panics; so a long question is cut rather than the run failing."""
-        return min(self.max_question_tokens, self.max_length - 3 - self.doc_stride - 1)
