@@ -272,6 +272,12 @@ def _pipeline(action: list[str], *needles: str, seconds: float | None = None) ->
     return build
 
 
+def _ensemble_weights(d: Path, weights: list[str], needles: list[str]) -> Case:
+    """Two one-question members with the given --weights; nothing may be written to d."""
+    members = [str(nbest(d, "a.json", ["q"])), str(nbest(d, "b.json", ["q"]))]
+    return Case(["ensemble", "--nbest", *members, "--weights", *weights, "--out", str(d / "e")], d, needles)
+
+
 BAD_INPUTS: dict[str, Callable[[Ctx, Path], Case] | tuple] = {
     # --out: a user's file or folder is never replaced (folders only with --force, files never)
     "train --out folder holding a user's file": lambda ctx, d: (
@@ -427,35 +433,10 @@ BAD_INPUTS: dict[str, Callable[[Ctx, Path], Case] | tuple] = {
             ["retriever.json", "rebuild"],
         )  # fmt: skip
     )(edited_index(ctx, d)),
-    "ensemble --weights 1 nan": lambda ctx, d: Case(
-        [
-            "ensemble",
-            "--nbest",
-            str(nbest(d, "a.json", ["q"])),
-            str(nbest(d, "b.json", ["q"])),
-            "--weights",
-            "1",
-            "nan",
-            "--out",
-            str(d / "e"),
-        ],
-        d,
-        ["--weights", "finite"],
-    ),  # fmt: skip
-    "ensemble --weights 1 (two members)": lambda ctx, d: Case(
-        [
-            "ensemble",
-            "--nbest",
-            str(nbest(d, "a.json", ["q"])),
-            str(nbest(d, "b.json", ["q"])),
-            "--weights",
-            "1",
-            "--out",
-            str(d / "e"),
-        ],
-        d,
-        ["--weights", "2 ensemble members"],
-    ),  # fmt: skip
+    "ensemble --weights 1 nan": lambda ctx, d: _ensemble_weights(d, ["1", "nan"], ["--weights", "finite"]),
+    "ensemble --weights 1 (two members)": lambda ctx, d: _ensemble_weights(
+        d, ["1"], ["--weights", "2 ensemble members"]
+    ),
     "evaluate --strict with unknown ids": _evaluate(
         {"tiny-0": "한양", "zzz": "x"}, "--strict", needles=["--strict", "zzz"]
     ),  # fmt: skip

@@ -923,9 +923,9 @@ def check_gpu(ctx: Context, d: Deployed) -> Iterator[Problem]:
 
 GPU_EXECUTORS = ("exec-train-reader", "exec-predict")
 TRAINJOB_SPEC_FIELDS = {
-    "runtimeRef", "trainer", "initializer", "labels", "annotations", "managedBy", "podSpecOverrides",
-    "podTemplateOverrides", "suspend",
-}  # fmt: skip
+    "runtimeRef", "trainer", "initializer", "labels", "annotations", "managedBy", "runtimePatches",
+    "suspend",
+}  # fmt: skip  (Trainer >= 2.2: runtimePatches replaced podTemplateOverrides)
 
 
 def _trainjob_problems(obj: dict) -> Iterator[tuple[str, str]]:
