@@ -923,7 +923,13 @@ def check_gpu(ctx: Context, d: Deployed) -> Iterator[Problem]:
 
 GPU_EXECUTORS = ("exec-train-reader", "exec-predict")
 TRAINJOB_SPEC_FIELDS = {
-    "runtimeRef", "trainer", "initializer", "labels", "annotations", "managedBy", "runtimePatches",
+    "runtimeRef",
+    "trainer",
+    "initializer",
+    "labels",
+    "annotations",
+    "managedBy",
+    "runtimePatches",
     "suspend",
 }  # fmt: skip  (Trainer >= 2.2: runtimePatches replaced podTemplateOverrides)
 
