@@ -33,9 +33,6 @@ _LEGACY_KIND_FILES = {
     "ensemble": ENSEMBLE_REPORT_FILE,
     "predictions": NBEST_FILE,
 }
-# The kind of a writer that names none: it may replace any odqa output, and its marker says nothing
-# more than the legacy files do.
-ANY_KIND = "output"
 _TEMP_TAG = ".odqa-"  # in every temp/backup name: `.{name}.odqa-{pid}-{random}.tmp` / `.old`
 
 
@@ -103,7 +100,6 @@ def output_kind(folder: str | os.PathLike) -> str | None:
     """The kind of odqa output `folder` is (its marker, or a legacy stage file), None if it is none."""
     folder = Path(folder)
     marker = folder / OUTPUT_MARKER
-    marked = None
     if marker.is_file():
         try:
             kind = json.loads(marker.read_text(encoding="utf-8")).get("kind")
@@ -111,13 +107,11 @@ def output_kind(folder: str | os.PathLike) -> str | None:
             return None
         if not isinstance(kind, str):
             return None
-        if kind != ANY_KIND:
-            return kind
-        marked = kind
+        return kind
     for kind, name in _LEGACY_KIND_FILES.items():
         if (folder / name).is_file():
             return kind
-    return marked
+    return None
 
 
 def _holds_cwd(target: Path) -> bool:
@@ -145,7 +139,7 @@ def check_output_dir(path: str | os.PathLike, kind: str, force: bool = False) ->
             raise InputError("exists and is not a folder; choose a new folder for this output", path=target)
         if any(target.iterdir()) and not force:
             found = output_kind(target)
-            if found != kind and not (kind == ANY_KIND and found is not None):
+            if found != kind:
                 if found:
                     what = f"an odqa {found} output"
                 else:
@@ -169,7 +163,7 @@ def check_output_file(path: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, kind: str = ANY_KIND, force: bool = False) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, kind: str, force: bool = False) -> Iterator[Path]:
     """Yield a temp folder; it replaces `path` only if the block succeeds, and only when `path` is
     absent, empty or an odqa `kind` output (see check_output_dir). The new folder gets the marker."""
     target = check_output_dir(path, kind, force)

@@ -214,14 +214,6 @@ KFP_HEALTH_PATH = "/apis/v2beta1/healthz"
 PIPELINE_LOG_FILE = "pipeline.log"  # runs/<timestamp>/: everything the stages printed
 
 
-def check_tracking_uri(tracking_uri: str) -> None:
-    """An MLflow server given by URL must answer /health before the first stage (MLflow's own
-    client retries a dead server for minutes)."""
-    from odqa.tracking import require_server
-
-    require_server(tracking_uri)
-
-
 def check_kfp_host(host: str) -> None:
     """The Kubeflow Pipelines API must answer before anything is compiled or sent."""
     if not host.startswith(("http://", "https://")):
@@ -306,7 +298,7 @@ def run_local(config: LocalRunConfig) -> LocalRunResult:
     if runs_dir.exists() and not runs_dir.is_dir():
         raise InputError("--runs-dir: exists and is not a folder", path=config.runs_dir)
     tracking_uri = config.tracking_uri or tracking.default_tracking_uri(runs_dir)
-    check_tracking_uri(tracking_uri)  # before a run folder exists
+    tracking.require_server(tracking_uri)  # before a run folder exists
     if config.runner == "docker":
         kfp_runner("docker", runs_dir)  # fails fast, before a run folder exists, without a Docker engine
     stamp = time.strftime("%Y%m%d-%H%M%S")

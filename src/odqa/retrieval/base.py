@@ -152,8 +152,7 @@ def build_index(
     `force` replaces any other folder); returns `index_dir`."""
     config = retriever_config(kind, options, source if source is not None else f"{kind} options")
     check_output_dir(index_dir, INDEX_KIND, force)
-    extra = {"force": True} if force else {}  # backends that predate `force` need not take it
-    retriever_class(kind).build(config, passages_path, index_dir, **extra)
+    retriever_class(kind).build(config, passages_path, index_dir, force=force)
     return Path(index_dir)
 
 

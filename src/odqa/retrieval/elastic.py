@@ -30,7 +30,7 @@ from odqa.config import StageConfig
 from odqa.data import load_passages
 from odqa.errors import InputError
 from odqa.io import atomic_dir, write_json
-from odqa.retrieval.base import load_retriever_config, saved_retriever_config
+from odqa.retrieval.base import INDEX_KIND, load_retriever_config, saved_retriever_config
 from odqa.schema import RETRIEVER_CONFIG_FILE, Hit, Passage
 
 log = logging.getLogger(__name__)
@@ -292,7 +292,11 @@ class ElasticsearchRetriever:
 
     @classmethod
     def build(
-        cls, config: ElasticsearchConfig, passages_path: str | Path, index_dir: str | Path
+        cls,
+        config: ElasticsearchConfig,
+        passages_path: str | Path,
+        index_dir: str | Path,
+        force: bool = False,
     ) -> ElasticsearchRetriever:
         passages = load_passages(passages_path)
         url = resolve_url(config.url)
@@ -307,7 +311,7 @@ class ElasticsearchRetriever:
                 raise ElasticsearchUnavailable(
                     f"index {index_name} holds {count} documents, expected {indexed}"
                 )
-            with atomic_dir(index_dir) as tmp:
+            with atomic_dir(index_dir, kind=INDEX_KIND, force=force) as tmp:
                 stored = saved_retriever_config("elasticsearch", config.replace(url=url), index=index_name)
                 write_json(tmp / RETRIEVER_CONFIG_FILE, stored)
         except BaseException:
