@@ -137,12 +137,16 @@ def server_lock(
             )
             break
         except MlflowException as e:
-            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+            # DOES_NOT_EXIST: the server's create raced the holder's delete and could not read back
+            # what it wrote; whether ours landed is decided by the holder tag below, like a failed create.
+            if e.error_code not in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
                 raise
         try:
             held = c.get_registered_model(SERVER_LOCK_MODEL)
         except MlflowException:
             continue  # released meanwhile
+        if held.tags.get("odqa.holder") == token:
+            break  # our create did land
         age_s = time.time() - held.creation_timestamp / 1000
         if age_s > lease_s:
             logger.warning("breaking the registry lock held for %.0f s by %s", age_s, held.tags)
