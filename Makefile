@@ -6,7 +6,7 @@ STAMP := $(VENV)/.odqa-installed
 # Extra arguments for `make run`, e.g. make run ARGS="--epochs 1"
 ARGS ?=
 
-.PHONY: venv run test test-unit lint format bench compile clean cluster-check stack kubectl
+.PHONY: venv run test test-unit lint format bench compile clean cluster-check stack kubectl lucene
 
 venv: $(STAMP)
 
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 run: venv
 	$(BIN)/odqa pipeline run --local $(ARGS)
 
-test: venv kubectl
+test: venv kubectl lucene
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # The fast edit loop: no training, no DAG, no servers.
@@ -53,6 +53,17 @@ kubectl:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null; \
 	  else \
 	    echo "kubectl not found: install it (Debian: sudo apt-get install -y kubectl)" >&2; exit 1; \
+	  fi; }
+
+# Lucene's nori and shingle factories (Debian's liblucene8-java) and a JDK: tests/retrieval/test_elastic_analysis.py
+# runs the Elasticsearch analysis chains odqa deploys on them. Installed like kubectl.
+lucene:
+	@{ test -f /usr/share/java/lucene-analyzers-nori-8.7.0.jar && command -v javac >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing liblucene8-java (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq liblucene8-java default-jdk-headless >/dev/null; \
+	  else \
+	    echo "Lucene's nori not found: sudo apt-get install -y liblucene8-java default-jdk-headless" >&2; exit 1; \
 	  fi; }
 
 # manifests/ against themselves, the compiled pipeline and the installed clients (one line per problem).

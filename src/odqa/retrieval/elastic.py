@@ -44,6 +44,7 @@ SIMILARITY = "odqa_bm25"
 PROBE_TIMEOUT_S = 10.0
 ANALYZER = "odqa_korean"
 SHINGLE_ANALYZER = "odqa_korean_shingle"
+SHINGLE_TOKENIZER = "odqa_nori_parts"
 NORI_HINT = (
     "the Elasticsearch server has no analysis-nori plugin: install it with "
     "`bin/elasticsearch-plugin install analysis-nori` and restart (see docs/elasticsearch.md)"
@@ -115,19 +116,34 @@ def index_settings(config: ElasticsearchConfig) -> dict[str, Any]:
     }
     chain = ["odqa_pos", "nori_readingform", "lowercase"]
     analyzers: dict[str, Any] = {ANALYZER: {"type": "custom", "tokenizer": "odqa_nori", "filter": chain}}
+    tokenizers: dict[str, Any] = {
+        "odqa_nori": {
+            "type": "nori_tokenizer",
+            "decompound_mode": config.decompound_mode,
+            "discard_punctuation": True,
+        }
+    }
     if config.shingle:
-        # Removed particles leave position gaps; an empty filler keeps "_" tokens out of the bigrams.
+        # Word bigrams need a flat, gap-free token stream: a compound kept beside its parts (mixed) pairs
+        # with its own part ("훈민정음 훈민"), and a removed particle leaves a position gap that ShingleFilter
+        # fills ("대왕 _", or "대왕 " with an empty filler). So the bigram analyzer splits compounds into
+        # their parts only and keeps every morpheme: "세종 대왕", "대왕 은", "훈민 정음" (checked on Lucene's
+        # nori + ShingleFilter: tests/retrieval/test_elastic_analysis.py).
+        tokenizers[SHINGLE_TOKENIZER] = {
+            "type": "nori_tokenizer",
+            "decompound_mode": "discard",
+            "discard_punctuation": True,
+        }
         filters["odqa_shingle"] = {
             "type": "shingle",
             "min_shingle_size": 2,
             "max_shingle_size": 2,
             "output_unigrams": False,
-            "filler_token": "",
         }
         analyzers[SHINGLE_ANALYZER] = {
             "type": "custom",
-            "tokenizer": "odqa_nori",
-            "filter": [*chain, "odqa_shingle"],
+            "tokenizer": SHINGLE_TOKENIZER,
+            "filter": ["nori_readingform", "lowercase", "odqa_shingle"],
         }
     return {
         "index": {
@@ -135,13 +151,7 @@ def index_settings(config: ElasticsearchConfig) -> dict[str, Any]:
             "number_of_replicas": config.replicas,
             "similarity": {SIMILARITY: {"type": "BM25", "k1": config.k1, "b": config.b}},
             "analysis": {
-                "tokenizer": {
-                    "odqa_nori": {
-                        "type": "nori_tokenizer",
-                        "decompound_mode": config.decompound_mode,
-                        "discard_punctuation": True,
-                    }
-                },
+                "tokenizer": tokenizers,
                 "filter": filters,
                 "analyzer": analyzers,
             },
