@@ -6,7 +6,7 @@ STAMP := $(VENV)/.odqa-installed
 # Extra arguments for `make run`, e.g. make run ARGS="--epochs 1"
 ARGS ?=
 
-.PHONY: venv run test test-unit lint format bench compile clean cluster-check stack kubectl lucene
+.PHONY: venv run test test-unit lint format bench compile clean cluster-check stack kubectl lucene chromium
 
 venv: $(STAMP)
 
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 run: venv
 	$(BIN)/odqa pipeline run --local $(ARGS)
 
-test: venv kubectl lucene
+test: venv kubectl lucene chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # The fast edit loop: no training, no DAG, no servers.
@@ -43,6 +43,7 @@ bench: venv
 	$(BIN)/python bench/retrievers.py
 	$(BIN)/python bench/pipeline_overhead.py
 	$(BIN)/python bench/ablation.py
+	$(BIN)/python bench/serving.py
 
 # kubectl (kustomize inside) builds manifests/ for cluster-check, the stack and tests/deploy. Missing, it
 # is installed from Debian when we are root (CI); otherwise say how, and stop.
@@ -64,6 +65,17 @@ lucene:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq liblucene8-java default-jdk-headless >/dev/null; \
 	  else \
 	    echo "Lucene's nori not found: sudo apt-get install -y liblucene8-java default-jdk-headless" >&2; exit 1; \
+	  fi; }
+
+# Debian's Chromium + chromedriver (and Korean fonts for the screenshot) for the page's browser test in
+# tests/service, installed like kubectl when we are root; otherwise that one test skips and says why.
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium, chromium-driver, fonts-noto-cjk (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-noto-cjk >/dev/null; \
+	  else \
+	    echo "chromium not found: the browser test will skip (Debian: sudo apt-get install -y chromium chromium-driver fonts-noto-cjk)" >&2; \
 	  fi; }
 
 # manifests/ against themselves, the compiled pipeline and the installed clients (one line per problem).

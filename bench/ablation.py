@@ -8,6 +8,14 @@ bench/README.md.
 
     .venv/bin/python bench/ablation.py                      # full run (about an hour on 2 cores)
     .venv/bin/python bench/ablation.py --steps 60 --eval-limit 200 --no-readme   # smoke run
+
+`--set levers` measures the reader's ceiling levers instead (issue 15), each as a switch against the same
+baseline at equal CPU time: morpheme vocabulary, MLM pre-training on the passages (its seconds are taken
+from the reader's steps), k-fold readers (K readers of steps/K each, log_prob_sum ensemble), and all
+together; with the share of eval answers that are token spans and wall time. Its table goes to the
+"## Reader levers" section of bench/README.md.
+
+    .venv/bin/python bench/ablation.py --set levers --steps 700
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from odqa.settings import korquad_dev_path
 log = logging.getLogger("ablation")
 BENCH_DIR = Path(__file__).resolve().parent
 README_HEADING = "## Ablation (bench/ablation.py)"
+LEVERS_HEADING = "## Reader levers (bench/ablation.py --set levers)"
 
 
 @dataclass
@@ -104,6 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     add_deprecated_flag(parser, "--threads", "num_threads", "--num-threads", type=int)
     parser.add_argument("--bootstrap", type=int, default=2000)
     parser.add_argument("--only", nargs="*", help="run only these variants")
+    parser.add_argument(
+        "--set", dest="variant_set", choices=("switches", "levers"), default="switches",
+        help="switches: the training/prediction switches; levers: morpheme vocabulary, pre-training, folds",
+    )  # fmt: skip
+    parser.add_argument("--folds", type=int, default=3, help="levers: readers in the k-fold ensemble")
+    parser.add_argument("--pretrain-steps", type=int, default=100, help="levers: MLM pre-training steps")
+    parser.add_argument("--pretrain-batch", type=int, default=16, help="levers: MLM sequences per step")
     parser.add_argument("--no-readme", action="store_true", help="do not update bench/README.md")
     parser.add_argument(
         "--trim-check",
@@ -129,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     write_qa(eval_path, eval_examples)
     retrieved = retrieve(index, eval_path, out / "retrieved.jsonl", top_k=max(args.top_k, 20))
 
-    base_train = ReaderTrainConfig(max_length=256, doc_stride=64, max_steps=args.steps, epochs=100.0, num_threads=args.num_threads, seed=42)  # fmt: skip
+    base_train = ReaderTrainConfig(max_length=256, doc_stride=64, max_steps=args.steps, epochs=100.0, num_threads=args.num_threads, seed=42, morpheme_vocab=False)  # fmt: skip
     # Trimming is on by default in odqa; the baseline leaves it off so its row measures it.
     base_predict = PredictConfig(
         n_best=20, top_k_passages=args.top_k, trim_particles=False, num_threads=args.num_threads
@@ -145,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         pred_dir = out / "predictions" / name
         predict(config, model_dir, retrieved, pred_dir)
         return read_json(pred_dir / "predictions.json")
+
+    if args.variant_set == "levers":
+        return run_levers(
+            args, argv, out, split, passages, retrieved, eval_examples, base_train, base_predict, t_start
+        )
 
     rows = []
     base_model = run_reader("baseline", base_train, split.train_path)
@@ -224,6 +245,167 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_readme:
         update_readme(BENCH_DIR / "README.md", table)
     return 0
+
+
+LEVERS = ("morpheme", "pretrain", "folds", "all")
+
+
+def run_levers(
+    args, argv, out, split, passages, retrieved, eval_examples, base_train, base_predict, t_start
+) -> int:
+    """baseline vs each lever vs all together, at equal CPU time (see the module docstring)."""
+    from transformers import AutoTokenizer
+
+    from odqa.reader.config import FoldsConfig, PretrainConfig
+    from odqa.reader.features import token_alignment
+    from odqa.reader.folds import make_folds
+    from odqa.reader.pretrain import pretrain
+
+    # Prediction as make run does it (particles trimmed), the same for every row.
+    predict_config = base_predict.replace(trim_particles=True)
+    out = out / "levers"
+    rows, base = [], None
+
+    def read(name: str, model_dirs: list[Path]) -> dict:
+        nbests = []
+        for i, model_dir in enumerate(model_dirs):
+            pred_dir = out / "predictions" / f"{name}-{i}"
+            predict(predict_config, model_dir, retrieved, pred_dir, force=True)
+            nbests.append(pred_dir / "nbest.json")
+        if len(nbests) == 1:
+            return read_json(nbests[0].parent / "predictions.json")
+        ens = ensemble(EnsembleConfig(method="log_prob_sum"), nbests, out / "predictions" / name, force=True)
+        return read_json(ens / "predictions.json")
+
+    def train(name: str, config: ReaderTrainConfig, train_path: Path) -> tuple[Path, float]:
+        model_dir = out / "models" / name
+        t0 = time.time()
+        train_reader(config, train_path, model_dir, corpus_path=passages.passages_path, force=True)
+        return model_dir, time.time() - t0
+
+    seconds_per_step = None
+    for name in ("baseline", *LEVERS):
+        if args.only and name != "baseline" and name not in args.only:
+            continue
+        t0 = time.time()
+        morph = name in ("morpheme", "all")
+        config = base_train.replace(morpheme_vocab=morph)
+        steps, what = args.steps, []
+        what.append("morpheme vocabulary" if morph else "eojeol vocabulary")
+        pretrain_s = 0.0
+        if name in ("pretrain", "all"):
+            p = pretrain(
+                PretrainConfig(
+                    morpheme_vocab=morph,
+                    max_steps=args.pretrain_steps,
+                    batch_size=args.pretrain_batch,
+                    num_threads=args.num_threads,
+                    seed=42,
+                    max_length=config.max_length,
+                ),  # fmt: skip
+                passages.passages_path,
+                out / "models" / f"{name}-pretrained",
+                force=True,
+            )
+            pretrain_s = p.summary["seconds"]
+            # Equal CPU time: the pre-training's seconds come off the reader's steps.
+            steps = max(1, args.steps - round(pretrain_s / seconds_per_step))
+            config = config.replace(reader_model=str(p.model_dir))
+            what.append(
+                f"MLM {args.pretrain_steps} x {args.pretrain_batch} ({pretrain_s:.0f} s) + {steps} steps"
+            )
+        if name in ("folds", "all"):
+            specs = make_folds(
+                FoldsConfig(folds=args.folds, seed=42), split.train_path, out / f"{name}-folds", force=True
+            )
+            per_fold = max(1, steps // args.folds)
+            model_dirs = []
+            for spec in specs:
+                model_dir, _ = train(
+                    f"{name}-fold{spec.fold}",
+                    config.replace(max_steps=per_fold, seed=42 + spec.fold),
+                    out / f"{name}-folds" / spec.train,
+                )
+                model_dirs.append(model_dir)
+            what.append(f"{args.folds} folds x {per_fold} steps")
+        else:
+            model_dir, train_s = train(name, config.replace(max_steps=steps), split.train_path)
+            model_dirs = [model_dir]
+            if name == "baseline":
+                seconds_per_step = train_s / args.steps
+            if name != "pretrain":
+                what.append(f"{steps} steps")
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dirs[0]))
+        alignment = token_alignment(tokenizer, eval_examples)
+        em, f1 = per_question(eval_examples, read(name, model_dirs))
+        row = {"variant": name, "what": ", ".join(what), "em": em.mean(), "f1": f1.mean(), "alignment": alignment,
+               "seconds": time.time() - t0, "pretrain_seconds": pretrain_s}  # fmt: skip
+        row["em_ci"] = list(bootstrap_interval(em, args.bootstrap, seed=3))
+        row["f1_ci"] = list(bootstrap_interval(f1, args.bootstrap, seed=4))
+        if base is None:
+            base = (em, f1)
+        else:
+            d_em, lo_em, hi_em = paired_bootstrap(base[0], em, args.bootstrap, seed=1)
+            d_f1, lo_f1, hi_f1 = paired_bootstrap(base[1], f1, args.bootstrap, seed=2)
+            row.update(d_em=d_em, d_em_ci=[lo_em, hi_em], d_f1=d_f1, d_f1_ci=[lo_f1, hi_f1])
+        rows.append(row)
+        log.info(
+            "%s: EM %.2f F1 %.2f alignment %.3f in %.0f s",
+            name,
+            em.mean(),
+            f1.mean(),
+            alignment,
+            row["seconds"],
+        )
+        write_json(out / "levers.json", {"rows": rows, "args": vars(args)})
+
+    command = "python bench/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    table = render_levers(rows, len(eval_examples), args, command.strip())
+    print(table)
+    write_json(out / "levers.json", {"rows": rows, "args": vars(args), "seconds": time.time() - t_start})
+    log_to_mlflow(rows, out, table, vars(args))
+    if not args.no_readme:
+        update_readme(BENCH_DIR / "README.md", table, LEVERS_HEADING)
+    return 0
+
+
+def bootstrap_interval(values: np.ndarray, samples: int, seed: int) -> tuple[float, float]:
+    """95% interval of the mean, resampling questions with replacement."""
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def render_levers(rows: list[dict], n_questions: int, args, command: str) -> str:
+    import os
+
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    lines = [
+        f"KorQuAD 1.0 dev, article-level split (eval_fraction 0.2, seed 42), {n_questions} eval questions; "
+        f"reader hidden 128 / 2 layers / max_length 256 from scratch, a budget of {args.steps} reader steps "
+        f"(batch 16) per row, threads {args.num_threads}; BM25 (kiwi+bigram) top-{args.top_k}, particles trimmed. "
+        f"Pre-training's seconds are taken off the reader's steps; folds split the steps. EM/F1 with 95% "
+        f"bootstrap intervals, deltas vs baseline with paired bootstrap 95% CI ({args.bootstrap} resamples); "
+        f"'aligned' = share of eval answers that start and end on token boundaries. Load average at the end: {load}.",
+        "",
+        "| variant | what | aligned | EM [95% CI] | F1 [95% CI] | ΔEM [95% CI] | ΔF1 [95% CI] | verdict | wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        head = (
+            f"| {row['variant']} | {row['what']} | {row['alignment']:.3f} | "
+            f"{row['em']:.2f} [{row['em_ci'][0]:.2f}, {row['em_ci'][1]:.2f}] | "
+            f"{row['f1']:.2f} [{row['f1_ci'][0]:.2f}, {row['f1_ci'][1]:.2f}] | "
+        )
+        if "d_em" not in row:
+            lines.append(head + f"| | | {row['seconds']:.0f} |")
+            continue
+        lines.append(
+            head + f"{row['d_em']:+.2f} [{row['d_em_ci'][0]:+.2f}, {row['d_em_ci'][1]:+.2f}] | "
+            f"{row['d_f1']:+.2f} [{row['d_f1_ci'][0]:+.2f}, {row['d_f1_ci'][1]:+.2f}] | {verdict(row)} | {row['seconds']:.0f} |"
+        )
+    lines += ["", f"Reproduce: `{command}`"]
+    return "\n".join(lines)
 
 
 def trim_check(predictions_path: Path, qa_path: Path, samples: int) -> str:
@@ -308,15 +490,15 @@ def log_to_mlflow(rows: list[dict], out: Path, table: str, args: dict) -> None:
     log.info("logged to MLflow %s (run %s)", uri, parent.info.run_id)
 
 
-def update_readme(path: Path, table: str) -> None:
-    """Replace only the ablation section (heading to the next '## ' heading), appending it if absent."""
+def update_readme(path: Path, table: str, heading: str = README_HEADING) -> None:
+    """Replace only the section under `heading` (to the next '## ' heading), appending it if absent."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    section = f"{README_HEADING}\n\n{table}\n"
-    start = text.find(README_HEADING)
+    section = f"{heading}\n\n{table}\n"
+    start = text.find(heading)
     if start == -1:
         text = text.rstrip("\n") + "\n\n" + section
     else:
-        end = text.find("\n## ", start + len(README_HEADING))
+        end = text.find("\n## ", start + len(heading))
         text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
     from odqa.io import write_text
 

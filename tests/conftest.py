@@ -140,3 +140,89 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if item.get_closest_marker("integration") is None:
             item.add_marker(pytest.mark.unit)
+
+
+def build_competition_layout(
+    korquad_path: Path, root: Path, articles: int = 8, eval_articles: int = 2
+) -> dict:
+    """The Korean MRC competition's layout, built from KorQuAD 1.0 dev: `train_dataset` (a DatasetDict with
+    train and validation), `wikipedia_documents.json` (a dict keyed "0".."N"; every validation document
+    duplicated under a new id that its questions name as gold), and
+    `test_dataset` (a DatasetDict whose only split is validation, questions only). Returns the paths and
+    the ids: {"corpus", "train", "test", "document_ids", "duplicate_ids", "test_ids"}."""
+    import json
+
+    import datasets
+
+    data = json.loads(korquad_path.read_text(encoding="utf-8"))["data"][:articles]
+    documents: dict[str, dict] = {}
+    ids_by_context: dict[str, int] = {}
+    records: list[tuple[int, dict]] = []  # (article number, flat record)
+    test: list[dict] = []
+    for number, article in enumerate(data):
+        for paragraph in article["paragraphs"][:2]:
+            context = paragraph["context"]
+            if context not in ids_by_context:
+                ids_by_context[context] = len(ids_by_context)
+                doc_id = ids_by_context[context]
+                documents[str(doc_id)] = {
+                    "text": context,
+                    "title": article["title"],
+                    "document_id": doc_id,
+                    "corpus_source": "위키피디아",
+                }
+            for qa in paragraph["qas"][:3]:
+                answer = qa["answers"][0]
+                records.append(
+                    (
+                        number,
+                        {
+                            "id": f"mrc-{qa['id']}",
+                            "title": article["title"],
+                            "context": context,
+                            "question": qa["question"],
+                            "document_id": ids_by_context[context],
+                            "answers": {"answer_start": [answer["answer_start"]], "text": [answer["text"]]},
+                        },
+                    )
+                )
+            if number >= articles - eval_articles:
+                test += [
+                    {"id": f"mrc-test-{qa['id']}", "question": qa["question"]} for qa in paragraph["qas"][3:5]
+                ]
+    train = [r for n, r in records if n < articles - eval_articles]
+    validation = [r for n, r in records if n >= articles - eval_articles]
+    # Each validation document is duplicated under a new id, and its questions name the copy as gold:
+    # preprocess keeps one of the two, so recall counts only through doc_aliases.json.
+    duplicate_ids = {}
+    for doc_id in sorted({r["document_id"] for r in validation}):
+        copy_id = len(documents)
+        documents[str(copy_id)] = {**documents[str(doc_id)], "document_id": copy_id}
+        duplicate_ids[copy_id] = doc_id
+    copies = {original: copy for copy, original in duplicate_ids.items()}
+    validation = [{**r, "document_id": copies[r["document_id"]]} for r in validation]
+    root.mkdir(parents=True, exist_ok=True)
+    corpus = root / "wikipedia_documents.json"
+    corpus.write_text(json.dumps(documents, ensure_ascii=False), encoding="utf-8")
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(train), "validation": datasets.Dataset.from_list(validation)}
+    ).save_to_disk(str(root / "train_dataset"))
+    datasets.DatasetDict({"validation": datasets.Dataset.from_list(test)}).save_to_disk(
+        str(root / "test_dataset")
+    )
+    return {
+        "corpus": corpus,
+        "train": root / "train_dataset",
+        "test": root / "test_dataset",
+        "document_ids": {str(i) for i in range(len(documents))},
+        "duplicate_ids": duplicate_ids,
+        "test_ids": {r["id"] for r in test},
+        "train_count": len(train),
+        "validation_count": len(validation),
+    }
+
+
+@pytest.fixture(scope="session")
+def competition_layout(tmp_path_factory, korquad_path) -> dict:
+    """build_competition_layout with 8 articles (6 train, 2 validation); about 1 s."""
+    return build_competition_layout(korquad_path, tmp_path_factory.mktemp("competition"))

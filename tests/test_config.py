@@ -16,16 +16,26 @@ from odqa.config import StageConfig
 from odqa.curriculum import CurriculumConfig
 from odqa.data.klue import DistractorConfig
 from odqa.data.korquad import KorquadSplitConfig
+from odqa.data.layout import PrepareDataConfig
 from odqa.ensemble import EnsembleConfig
 from odqa.errors import InputError
 from odqa.evaluation import EvaluateConfig
 from odqa.preprocess import PreprocessConfig
-from odqa.reader.config import PredictConfig, ReaderSettings, ReaderTrainConfig, WindowFields
+from odqa.reader.config import (
+    FoldsConfig,
+    PredictConfig,
+    PretrainConfig,
+    ReaderSettings,
+    ReaderTrainConfig,
+    ScratchModelFields,
+    WindowFields,
+)
 from odqa.registry import RegisterConfig
 from odqa.retrieval.bm25 import BM25Config
 from odqa.retrieval.dense_encoder import DenseConfig
 from odqa.retrieval.elastic import ElasticsearchConfig
 from odqa.retrieval.hybrid import HybridConfig
+from odqa.service.config import ServeConfig
 
 # Each config with the fewest values it accepts ("defaults") and a non-default example whose ints
 # sit at the top level and inside dicts and lists, where KFP turns them into floats.
@@ -73,6 +83,11 @@ EXAMPLES: dict[type[StageConfig], tuple[dict, dict]] = {
     EnsembleConfig: ({}, {"method": "rank_average", "weights": [2, 1], "n_best": 10}),
     EvaluateConfig: ({}, {"metric": "squad", "top_k": 5}),
     KorquadSplitConfig: ({}, {"eval_fraction": 0.5, "seed": 7}),
+    PrepareDataConfig: ({}, {"corpus_uri": "c.json", "train_uri": "t", "eval_uri": "t", "split_seed": 3}),
+    ServeConfig: ({}, {"port": 9000, "max_batch_size": 8, "max_wait_ms": 2}),
+    ScratchModelFields: ({}, {"vocab_size": 500, "hidden_size": 32, "morpheme_vocab": False}),
+    PretrainConfig: ({}, {"hidden_size": 32, "max_steps": 3, "max_length": 64, "whole_word_masking": True}),
+    FoldsConfig: ({}, {"folds": 5, "seed": 1}),
     DistractorConfig: ({}, {"passage_chars": 300, "include_ner": False}),
     RegisterConfig: ({}, {"model_name": "m", "metric": "f1", "margin": 1}),
 }

@@ -189,3 +189,45 @@ def test_cli_preprocess(run_cli, tiny_documents, tmp_path):
         ]
     )
     assert rc == 2 and "other files" in stderr  # would have replaced a folder holding other things
+
+
+def test_processes_and_chunks_give_the_same_output(tiny_documents, tmp_path):
+    """Documents cleaned, hashed and split in 2 worker processes, 2 documents a task, come out as in one
+    process: same passages, aliases and report."""
+    one = preprocess(PreprocessConfig(num_threads=1), tiny_documents, tmp_path / "one")
+    two = preprocess(PreprocessConfig(num_threads=2, chunk_size=2), tiny_documents, tmp_path / "two")
+    assert read_jsonl(two.passages_path) == read_jsonl(one.passages_path)
+    assert read_json(two.doc_aliases_path) == read_json(one.doc_aliases_path) == {"4": "1", "5": "2"}
+    strip = lambda r: {k: v for k, v in r.items() if k != "config"}  # noqa: E731
+    assert strip(two.report) == strip(one.report)
+
+
+def test_an_exact_copy_of_a_near_duplicate_points_at_the_kept_document(tmp_path):
+    base = " ".join(f"{i}번째 문장은 제주도의 한라산과 바다에 관한 이야기이다." for i in range(30))
+    near = base.replace("바다에", "하늘에", 1)
+    docs = tmp_path / "docs.json"
+    docs.write_text(
+        json.dumps({"a": {"text": base}, "b": {"text": near}, "c": {"text": near}}), encoding="utf-8"
+    )
+    result = preprocess(PreprocessConfig(), docs, tmp_path / "p")
+    assert read_json(result.doc_aliases_path) == {"b": "a", "c": "a"}
+    assert result.report["dropped_exact_duplicates"] == 1
+
+
+def test_a_bad_record_late_in_the_stream_leaves_the_output_untouched(tiny_documents, tmp_path):
+    earlier = preprocess(PreprocessConfig(), tiny_documents, tmp_path / "p")
+    before = earlier.passages_path.read_bytes()
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(
+        "".join(
+            json.dumps({"document_id": str(i), "text": f"{i}번째 문서의 본문은 충분히 길다."}) + "\n"
+            for i in range(5)
+        )
+        + json.dumps({"document_id": "9", "title": "t"})
+        + "\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InputError, match=r"docs\.jsonl \[record 9\]: missing field 'text'"):
+        preprocess(PreprocessConfig(), docs, tmp_path / "p")
+    assert earlier.passages_path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.jsonl", "p"]  # no temp folder left

@@ -311,3 +311,91 @@ def test_champion_alias_is_the_last_write_of_a_promotion(store, tmp_path, monkey
     with pytest.raises(Exception, match="champion"):
         _champion(store)
     assert tracking.client(store).get_model_version("odqa", v1).tags[registry.DECISION_TAG] == "failed"
+
+
+# ---------------------------------------------------------------- promotion by significance
+
+N_QUESTIONS = 1000
+
+
+def _scored(correct: set[int], fingerprint: str = "a" * 64) -> Evaluation:
+    """An evaluation of N_QUESTIONS questions with per-question scores: EM 100 on `correct`, else 0."""
+    questions = {
+        f"q{i}": {"exact_match": 100.0 if i in correct else 0.0, "f1": 100.0 if i in correct else 20.0}
+        for i in range(N_QUESTIONS)
+    }
+    em = sum(q["exact_match"] for q in questions.values()) / N_QUESTIONS
+    f1 = sum(q["f1"] for q in questions.values()) / N_QUESTIONS
+    return Evaluation(
+        {"exact_match": em, "f1": f1, "total": N_QUESTIONS}, fingerprint, N_QUESTIONS, questions
+    )
+
+
+def _versions_with_runs(uri: str, tmp_path: Path, n: int) -> list[tuple[str, str]]:
+    out = []
+    for _ in range(n):
+        run_id = tracking.start_pipeline_run(uri, "exp", "run")
+        model_dir = tmp_path / f"model-{run_id}"
+        model_dir.mkdir()
+        (model_dir / "MLmodel").write_text("artifact_path: model\n")
+        out.append((registry.register_version(uri, "odqa", model_dir.as_uri(), run_id=run_id), run_id))
+    return out
+
+
+def test_lucky_challenger_is_refused_and_clearly_better_one_promoted(store, tmp_path):
+    """EM about 4 on 1,000 questions: the same model with another seed answers a few other questions
+    right (+0.5 EM by luck): a point comparison would promote it, the paired bootstrap does not."""
+    import random
+
+    rng = random.Random(7)
+    champion_correct = set(rng.sample(range(N_QUESTIONS), 40))  # EM 4.0
+    others = [i for i in range(N_QUESTIONS) if i not in champion_correct]
+    lucky = (champion_correct - set(rng.sample(sorted(champion_correct), 12))) | set(rng.sample(others, 17))
+    better = champion_correct | set(rng.sample(others, 60))  # EM 10.0
+    (v1, r1), (v2, r2), (v3, r3) = _versions_with_runs(store, tmp_path, 3)
+    cfg = RegisterConfig()
+    assert registry.promote(store, cfg, v1, _scored(champion_correct), run_id=r1).promoted
+
+    d2 = registry.promote(store, cfg, v2, _scored(lucky), run_id=r2)
+    assert d2.value > d2.champion_value  # better by the point estimate ...
+    assert not d2.promoted and _champion(store) == v1  # ... but not significantly
+    assert d2.bootstrap is not None and d2.bootstrap.lower < 0 < d2.bootstrap.upper
+    assert d2.bootstrap.questions == N_QUESTIONS and d2.bootstrap.resamples == 2000
+    assert "paired bootstrap" in d2.reason and "does not beat" in d2.reason
+
+    d3 = registry.promote(store, cfg, v3, _scored(better), run_id=r3)
+    assert d3.promoted and _champion(store) == v3
+    assert d3.bootstrap.lower > 0 and d3.bootstrap.delta == pytest.approx(6.0)  # against v1, still champion
+    tags = tracking.client(store).get_model_version("odqa", v3).tags
+    assert float(tags["odqa.bootstrap_lower"]) == pytest.approx(d3.bootstrap.lower)
+    assert tags["odqa.bootstrap_resamples"] == "2000" and tags["odqa.bootstrap_confidence"] == "0.95"
+    assert tags[registry.SCORES_URI_TAG].startswith(f"runs:/{r3}/")
+    run_tags = tracking.client(store).get_run(r3).data.tags
+    assert run_tags[registry.DECISION_TAG] == "promoted" and "odqa.bootstrap_upper" in run_tags
+
+
+def test_margin_applies_to_the_lower_bound(store, tmp_path):
+    rng_correct = set(range(0, 40))
+    better = rng_correct | set(range(500, 560))  # +6 EM, lower bound about +4.6
+    (v1, r1), (v2, r2) = _versions_with_runs(store, tmp_path, 2)
+    registry.promote(store, RegisterConfig(), v1, _scored(rng_correct), run_id=r1)
+    d = registry.promote(store, RegisterConfig(margin=5.0), v2, _scored(better), run_id=r2)
+    assert not d.promoted and 4.0 < d.bootstrap.lower < 5.0 and "margin 5.0" in d.reason
+    # The same inputs decide the same way (fixed seed).
+    again = registry.paired_bootstrap(
+        [100.0 if i in better else 0.0 for i in range(N_QUESTIONS)],
+        [100.0 if i in rng_correct else 0.0 for i in range(N_QUESTIONS)],
+        0.95,
+        2000,
+        0,
+    )
+    assert again.lower == d.bootstrap.lower
+
+
+def test_champion_without_question_scores_falls_back_to_point_comparison(store, tmp_path):
+    (v1, r1), (v2, r2) = _versions_with_runs(store, tmp_path, 2)
+    registry.promote(store, RegisterConfig(), v1, _evaluation(3.0), run_id=r1)  # an older odqa's champion
+    d = registry.promote(store, RegisterConfig(), v2, _scored(set(range(35))), run_id=r2)  # EM 3.5
+    assert d.promoted and d.bootstrap is None
+    assert "point comparison" in d.reason and "no per-question scores" in d.reason
+    assert "odqa.bootstrap_lower" not in tracking.client(store).get_model_version("odqa", v2).tags

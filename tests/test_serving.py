@@ -66,3 +66,40 @@ def test_version_tags_name_the_concrete_elasticsearch_index(tmp_path, index_dir)
     )
     assert version_tags(es_dir) == {"odqa.index": "odqa-p-1"}
     assert point_aliases(es_dir) == []  # unreachable: a warning, the promotion stands
+
+
+def test_answer_offsets_use_the_readers_own_then_the_first_occurrence():
+    from odqa.serving import answer_offsets
+
+    text = "세종은 한글을 만들었다. 세종대왕은 조선의 왕이다."
+    assert answer_offsets(text, {"text": "세종대왕", "start_char": 14}) == (14, 18)
+    # no offsets (or stale ones): the first occurrence of the particle-trimmed text
+    assert answer_offsets(text, {"text": "세종"}) == (0, 2)
+    assert answer_offsets(text, {"text": "세종", "start_char": 3}) == (0, 2)
+    assert answer_offsets(text, {"text": "고려"}) is None
+
+
+def test_a_served_record_says_where_each_passages_best_span_is():
+    from odqa.schema import Hit, RetrievalResult
+    from odqa.serving import _answer_record
+
+    hits = [
+        Hit("d1-0", "d1", "서울", "서울은 대한민국의 수도이다.", 3.0),
+        Hit("d2-0", "d2", "부산", "부산은 항구 도시이다.", 2.0),
+        Hit("d3-0", "d3", "대구", "대구는 분지에 있다.", 1.0),
+    ]
+    entries = [  # n-best, best first: the best answer is in the second passage
+        {"text": "항구 도시", "score": 0.6, "passage_id": "d2-0", "document_id": "d2"},
+        {"text": "대한민국", "score": 0.3, "passage_id": "d1-0", "document_id": "d1"},
+        {"text": "부산", "score": 0.1, "passage_id": "d2-0", "document_id": "d2"},
+    ]
+    record = _answer_record(RetrievalResult("0", "어느 도시?", hits), entries)
+    assert (record["answer"], record["passage_id"], record["document_id"]) == ("항구 도시", "d2-0", "d2")
+    assert hits[1].text[record["start_char"] : record["end_char"]] == "항구 도시"
+    assert [p["rank"] for p in record["passages"]] == [1, 2, 3]
+    first, second, third = record["passages"]
+    assert first["answer"] == {"text": "대한민국", "score": 0.3, "start_char": 4, "end_char": 8}
+    assert second["answer"]["text"] == "항구 도시"  # the passage's best span, not its later ones
+    assert third["answer"] is None and third["score"] == 1.0
+    empty = _answer_record(RetrievalResult("1", "?", hits[:1]), [])
+    assert empty["answer"] == "" and empty["start_char"] is None and empty["passages"][0]["answer"] is None

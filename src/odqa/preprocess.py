@@ -7,25 +7,36 @@ doc_aliases.json so a question whose gold document was dropped still counts its 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
+import itertools
+import json
 import logging
+import multiprocessing
 import os
 import re
 import statistics
 import unicodedata
+from array import array
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from datasketch import MinHash, MinHashLSH
 from pydantic import Field, model_validator
 
 from odqa.config import StageConfig
-from odqa.data.documents import load_documents
+from odqa.data.documents import iter_documents
 from odqa.errors import InputError
-from odqa.io import atomic_dir, check_output_dir, write_json, write_jsonl
+from odqa.io import atomic_dir, check_output_dir, write_json
 from odqa.progress import progress_bar
 from odqa.schema import DOC_ALIASES_FILE, PASSAGES_FILE, PREPROCESS_REPORT_FILE, Document, Passage
+from odqa.text.analyzers import resolve_num_threads
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +44,7 @@ PASSAGES_KIND = "passages"  # the output kind of the folder preprocess writes (o
 
 
 class PreprocessConfig(StageConfig):
+    runtime_fields = frozenset({"num_threads", "chunk_size"})
     # 1000 keeps 96% of KorQuAD paragraphs whole (median 458 chars, p95 944, max 2946).
     max_chars: int = Field(1000, ge=50, description="longest passage, in characters")
     overlap_chars: int = Field(
@@ -50,6 +62,10 @@ class PreprocessConfig(StageConfig):
     num_perm: int = Field(128, ge=1, description="MinHash permutations")
     shingle_chars: int = Field(5, ge=1, description="characters per shingle for near-duplicate detection")
     seed: int = Field(1, description="MinHash seed")
+    num_threads: int = Field(
+        0, ge=0, description="processes that clean, hash and split documents (0: every available core)"
+    )
+    chunk_size: int = Field(1024, ge=1, description="documents per task handed to a process")
 
     @model_validator(mode="after")
     def _overlap_fits(self) -> PreprocessConfig:
@@ -171,41 +187,162 @@ def _shingles(text: str, k: int) -> set[bytes]:
     return {compact[i : i + k].encode("utf-8") for i in range(len(compact) - k + 1)}
 
 
-def find_duplicates(documents: list[Document], config: PreprocessConfig) -> tuple[dict[str, str], int]:
+MINHASH_SCHEME = "affine32"  # datasketch 2.0's default, named because shared permutations require it
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha1(" ".join(text.split()).encode("utf-8")).digest()
+
+
+@functools.lru_cache(maxsize=4)
+def _permutations(num_perm: int, seed: int):
+    """MinHash's random permutations, drawn once per setting instead of once per document."""
+    return MinHash(num_perm=num_perm, seed=seed).permutations
+
+
+def _minhash(config: PreprocessConfig, hashvalues: np.ndarray | None = None) -> MinHash:
+    return MinHash(
+        num_perm=config.num_perm,
+        seed=config.seed,
+        hashvalues=hashvalues,
+        permutations=_permutations(config.num_perm, config.seed),
+        scheme=MINHASH_SCHEME,
+    )
+
+
+def _signature(text: str, config: PreprocessConfig) -> np.ndarray:
+    signature = _minhash(config)
+    signature.update_batch(list(_shingles(text, config.shingle_chars)))
+    return signature.hashvalues
+
+
+class Deduplicator:
+    """Exact (hash of the whitespace-normalised text) and near (MinHash LSH) duplicates, one document at
+    a time in input order: the first document of a group is kept and later ones point at it.
+
+    Only the LSH index, one 16-byte hash and one compact signature (num_perm uint32) per kept document
+    are held, never the texts: about 0.6 KB a document at the default 128 permutations."""
+
+    def __init__(self, config: PreprocessConfig):
+        self.config = config
+        self.threshold = config.near_duplicate_threshold
+        self.by_hash: dict[bytes, str] = {}
+        self.lsh = MinHashLSH(threshold=self.threshold, num_perm=config.num_perm) if self.threshold else None
+        self.signatures = np.zeros((0, config.num_perm), dtype=np.uint32)
+        self.kept_ids: list[str] = []
+
+    def check(
+        self, document_id: str, digest: bytes, hashvalues: np.ndarray | None
+    ) -> tuple[str | None, bool]:
+        """(document_id of the kept document this one duplicates, or None; whether it is an exact copy).
+        `hashvalues` is the MinHash signature (needed when near duplicates are looked for)."""
+        digest = digest[:16]
+        if digest in self.by_hash:
+            return self.by_hash[digest], True
+        self.by_hash[digest] = document_id
+        if self.lsh is None:
+            return None, False
+        signature = _minhash(self.config, hashvalues)
+        candidates = sorted(self.lsh.query(signature))  # row numbers: earliest kept document first on ties
+        if candidates:
+            similarity = (
+                np.count_nonzero(self.signatures[candidates] == hashvalues, axis=1) / self.config.num_perm
+            )
+            best = int(np.argmax(similarity))
+            if similarity[best] >= self.threshold:
+                kept = self.kept_ids[candidates[best]]
+                self.by_hash[digest] = kept  # a later exact copy points at the kept document too
+                return kept, False
+        row = len(self.kept_ids)
+        if row == len(self.signatures):  # grow by half: amortised appends without a list of arrays
+            grown = np.zeros((max(1024, row + row // 2), self.config.num_perm), dtype=np.uint32)
+            grown[:row] = self.signatures
+            self.signatures = grown
+        self.signatures[row] = hashvalues
+        self.kept_ids.append(document_id)
+        self.lsh.insert(row, signature, check_duplication=False)
+        return None, False
+
+
+def find_duplicates(documents: Iterable[Document], config: PreprocessConfig) -> tuple[dict[str, str], int]:
     """({dropped document_id: kept document_id}, how many of them are exact copies); the first document of a
     group (input order) is kept, and aliases always point at a kept document."""
+    dedup = Deduplicator(config)
     aliases: dict[str, str] = {}
     exact = 0
-    by_hash: dict[str, str] = {}
-    lsh = None
-    if config.near_duplicate_threshold is not None:
-        lsh = MinHashLSH(threshold=config.near_duplicate_threshold, num_perm=config.num_perm)
-    signatures: dict[str, MinHash] = {}
-    for doc in progress_bar(documents, desc="dedup", unit="doc", disable=len(documents) < 2000):
-        digest = hashlib.sha1(" ".join(doc.text.split()).encode("utf-8")).hexdigest()
-        if digest in by_hash:
-            aliases[doc.document_id] = by_hash[digest]
-            exact += 1
-            continue
-        by_hash[digest] = doc.document_id
-        if lsh is None:
-            continue
-        signature = MinHash(num_perm=config.num_perm, seed=config.seed)
-        signature.update_batch(list(_shingles(doc.text, config.shingle_chars)))
-        candidates = [
-            c
-            for c in lsh.query(signature)
-            if signature.jaccard(signatures[c]) >= config.near_duplicate_threshold
-        ]
-        if candidates:
-            aliases[doc.document_id] = max(candidates, key=lambda c: signature.jaccard(signatures[c]))
-            continue
-        lsh.insert(doc.document_id, signature)
-        signatures[doc.document_id] = signature
+    for doc in documents:
+        signature = _signature(doc.text, config) if dedup.lsh is not None else None
+        kept, is_exact = dedup.check(doc.document_id, _digest(doc.text), signature)
+        if kept is not None:
+            aliases[doc.document_id] = kept
+            exact += is_exact
     return aliases, exact
 
 
 # ---------------------------------------------------------------- stage
+
+
+@dataclass
+class _Prepared:
+    """One document after the per-document work that runs in worker processes."""
+
+    document: Document  # cleaned
+    status: str  # "ok", "empty" or "short"
+    digest: bytes = b""
+    signature: np.ndarray | None = None
+    spans: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _prepare(doc: Document, config: PreprocessConfig) -> _Prepared:
+    """Clean, and for a document that is kept: hash, MinHash signature and passage spans."""
+    text = clean_text(doc.text) if config.clean else doc.text
+    title = " ".join(unicodedata.normalize("NFC", doc.title).split()) if config.clean else doc.title
+    cleaned = Document(doc.document_id, title, text, doc.meta)
+    if not text.strip():
+        return _Prepared(cleaned, "empty")
+    if len(text) < config.min_chars:
+        return _Prepared(cleaned, "short")
+    signature = _signature(text, config) if config.near_duplicate_threshold is not None else None
+    return _Prepared(
+        cleaned, "ok", _digest(text), signature, split_passages(text, config.max_chars, config.overlap_chars)
+    )
+
+
+def _prepare_chunk(config: dict[str, Any], documents: list[Document]) -> list[_Prepared]:
+    settings = PreprocessConfig.from_dict(config)
+    return [_prepare(d, settings) for d in documents]
+
+
+def _prepared(documents: Iterable[Document], config: PreprocessConfig) -> Iterator[_Prepared]:
+    """_prepare over the documents in input order, `config.chunk_size` documents per task across
+    `config.num_threads` processes (in-process for one thread or a single chunk); at most two chunks
+    per process are in flight, so memory holds a few chunks, not the corpus."""
+    chunks = _chunked(documents, config.chunk_size)
+    first = next(chunks, None)
+    if first is None:
+        return
+    second = next(chunks, None)
+    workers = resolve_num_threads(config.num_threads)
+    if second is None or workers == 1:
+        for chunk in itertools.chain([first], [second] if second is not None else [], chunks):
+            yield from (_prepare(d, config) for d in chunk)
+        return
+    settings = config.to_dict()
+    # spawn, not fork: the parent may hold threads (Kiwi, torch, OpenMP) that fork would copy mid-state.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: deque[Future] = deque()
+        for chunk in itertools.chain([first, second], chunks):
+            pending.append(pool.submit(_prepare_chunk, settings, chunk))
+            if len(pending) >= 2 * workers:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+
+
+def _chunked(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def preprocess(
@@ -215,67 +352,78 @@ def preprocess(
     force: bool = False,
 ) -> PreprocessResult:
     """Clean, deduplicate and split documents into out_dir (a new folder or an earlier passages output;
-    `force` replaces any other folder)."""
+    `force` replaces any other folder).
+
+    Streaming: documents are read one at a time (odqa.data.documents.iter_documents), cleaned, hashed and
+    split in worker processes, checked for duplicates in input order, and their passages written as they
+    come; memory holds the duplicate index and a few chunks, not the corpus."""
     out_dir = check_output_dir(out_dir, PASSAGES_KIND, force)
-    documents = load_documents(documents_path)
-    cleaned: list[Document] = []
-    empty = short = 0
-    for doc in progress_bar(documents, desc="clean", unit="doc", disable=len(documents) < 2000):
-        text = clean_text(doc.text) if config.clean else doc.text
-        title = " ".join(unicodedata.normalize("NFC", doc.title).split()) if config.clean else doc.title
-        if not text.strip():
-            empty += 1
-            continue
-        if len(text) < config.min_chars:
-            short += 1
-            continue
-        cleaned.append(Document(doc.document_id, title, text, doc.meta))
-    if not cleaned:
-        raise InputError("no document left after dropping empty and short ones", path=documents_path)
-
-    aliases, exact_duplicates = find_duplicates(cleaned, config)
-    kept = [d for d in cleaned if d.document_id not in aliases]
-    passages: list[Passage] = []
-    for doc in kept:
-        for n, (start, end) in enumerate(split_passages(doc.text, config.max_chars, config.overlap_chars)):
-            passages.append(
-                Passage(f"{doc.document_id}-{n}", doc.document_id, doc.title, doc.text[start:end], start)
-            )
-
-    lengths = [len(p.text) for p in passages]
-    doc_lengths = [len(d.text) for d in kept]
-    split_docs = len({p.document_id for p in passages if not p.passage_id.endswith("-0")})
-    report = {
-        "config": config.to_dict(),
-        "source": str(documents_path),
-        "documents_in": len(documents),
-        "dropped_empty": empty,
-        "dropped_short": short,
-        "dropped_duplicates": len(aliases),
-        "dropped_exact_duplicates": exact_duplicates,
-        "documents_kept": len(kept),
-        "documents_split": split_docs,
-        "passages": len(passages),
-        "document_chars": _summary(doc_lengths),
-        "passage_chars": _summary(lengths),
-    }
+    documents = iter_documents(documents_path)
+    dedup = Deduplicator(config)
+    aliases: dict[str, str] = {}
+    documents_in = empty = short = exact_duplicates = split_docs = passages = 0
+    doc_lengths = array("l")
+    passage_lengths = array("l")
     with atomic_dir(out_dir, kind=PASSAGES_KIND, force=force) as tmp:
-        write_jsonl(tmp / PASSAGES_FILE, (p.to_dict() for p in passages))
+        with open(tmp / PASSAGES_FILE, "w", encoding="utf-8") as out:
+            bar = progress_bar(desc="preprocess", unit="doc")
+            for item in _prepared(documents, config):
+                bar.update()
+                documents_in += 1
+                if item.status != "ok":
+                    empty += item.status == "empty"
+                    short += item.status == "short"
+                    continue
+                doc = item.document
+                kept, is_exact = dedup.check(doc.document_id, item.digest, item.signature)
+                if kept is not None:
+                    aliases[doc.document_id] = kept
+                    exact_duplicates += is_exact
+                    continue
+                doc_lengths.append(len(doc.text))
+                split_docs += len(item.spans) > 1
+                for n, (start, end) in enumerate(item.spans):
+                    passage = Passage(
+                        f"{doc.document_id}-{n}", doc.document_id, doc.title, doc.text[start:end], start
+                    )
+                    out.write(json.dumps(passage.to_dict(), ensure_ascii=False))
+                    out.write("\n")
+                    passage_lengths.append(end - start)
+                    passages += 1
+            bar.close()
+        if documents_in == 0:
+            raise InputError("no documents found", path=documents_path)
+        if not doc_lengths and not aliases:
+            raise InputError("no document left after dropping empty and short ones", path=documents_path)
+        report = {
+            "config": config.to_dict(),
+            "source": str(documents_path),
+            "documents_in": documents_in,
+            "dropped_empty": empty,
+            "dropped_short": short,
+            "dropped_duplicates": len(aliases),
+            "dropped_exact_duplicates": exact_duplicates,
+            "documents_kept": len(doc_lengths),
+            "documents_split": split_docs,
+            "passages": passages,
+            "document_chars": _summary(doc_lengths),
+            "passage_chars": _summary(passage_lengths),
+        }
         write_json(tmp / DOC_ALIASES_FILE, aliases)
         write_json(tmp / PREPROCESS_REPORT_FILE, report)
     logger.info(
         "preprocess: %d documents in, %d kept (%d empty, %d short, %d duplicates dropped), %d passages",
-        len(documents),
-        len(kept),
+        documents_in,
+        len(doc_lengths),
         empty,
         short,
         len(aliases),
-        len(passages),
+        passages,
     )
     return PreprocessResult(out_dir / PASSAGES_FILE, out_dir / DOC_ALIASES_FILE, report)
 
 
-def _summary(values: list[int]) -> dict:
+def _summary(values: Sequence[int]) -> dict:
     if not values:
         return {}
     ordered = sorted(values)

@@ -2,7 +2,8 @@
 artifacts, so `models:/odqa@champion` answers questions with no access to the pipeline's files.
 
 Input: a DataFrame with a `question` column (or a list of strings); optional params `top_k`.
-Output: one record per question: answer, score, and the passages read with their retrieval scores.
+Output: one record per question: answer, score, the answer's passage and character offsets, and the
+passages read with their retrieval scores. `odqa.service` serves it over HTTP (docs/serving.md).
 """
 
 from __future__ import annotations
@@ -75,36 +76,89 @@ class OdqaModel(mlflow.pyfunc.PythonModel):
         self.readers = [Reader.load(context.artifacts[k]) for k in reader_keys]
 
     def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The pyfunc entry (`mlflow models serve`, `mlflow.pyfunc.load_model`): param `top_k` is how many
+        passages are retrieved; the reader reads the first `predict_config.top_k_passages` of them."""
+        top_k = int((params or {}).get("top_k") or self.top_k)
+        read = min(top_k, self.predict_config.top_k_passages or top_k)
+        return self.answer(_questions(model_input), read)
+
+    def answer(self, questions: list[str], top_k: int | None = None) -> list[dict[str, Any]]:
+        """Answer a batch of questions, reading the `top_k` best retrieved passages of each (default: the
+        model's `predict_config.top_k_passages`, else its `top_k`). One record per question: the answer,
+        its score, passage and character offsets into that passage's text, and every passage read with
+        its retrieval score and the reader's best span in it (None where it proposed none).
+
+        The whole batch goes through one retriever call and one reader call per reader, so callers that
+        collect concurrent questions (odqa.service's batcher) get real batching."""
         from odqa.ensemble import combine
         from odqa.schema import RetrievalResult
 
-        questions = _questions(model_input)
-        top_k = int((params or {}).get("top_k") or self.top_k)
-        hits = self.retriever.search(questions, top_k)
+        if not questions:
+            return []
+        k = int(top_k or self.predict_config.top_k_passages or self.top_k)
+        hits = self.retriever.search(list(questions), k)
         results = [
-            RetrievalResult(str(i), q, h) for i, (q, h) in enumerate(zip(questions, hits, strict=True))
+            RetrievalResult(str(i), q, h[:k]) for i, (q, h) in enumerate(zip(questions, hits, strict=True))
         ]
-        nbests = [reader.predict(results, self.predict_config)[1] for reader in self.readers]
-        if len(nbests) == 1:
-            nbest = nbests[0]
-        else:
-            nbest = combine(nbests, self.ensemble_config)[1]
-        answers = []
-        for result in results:
-            best = (nbest.get(result.id) or [{}])[0]
-            answers.append(
-                {
-                    "question": result.question,
-                    "answer": best.get("text", ""),
-                    "score": float(best.get("score", 0.0)),
-                    "passage_id": best.get("passage_id"),
-                    "passages": [
-                        {"passage_id": h.passage_id, "title": h.title, "score": h.score, "text": h.text}
-                        for h in result.passages
-                    ],
-                }
-            )
-        return answers
+        config = self.predict_config
+        if config.top_k_passages != k:
+            config = config.replace(top_k_passages=k)
+        nbests = [reader.predict(results, config)[1] for reader in self.readers]
+        nbest = nbests[0] if len(nbests) == 1 else combine(nbests, self.ensemble_config)[1]
+        return [_answer_record(result, nbest.get(result.id) or []) for result in results]
+
+
+def answer_offsets(passage_text: str, entry: dict[str, Any]) -> tuple[int, int] | None:
+    """Character offsets of an n-best entry's answer in its passage text: the reader's own offsets when
+    the entry carries them, else the first occurrence of the (particle-trimmed) answer text."""
+    text = entry.get("text") or ""
+    start = entry.get("start_char")
+    if isinstance(start, int) and passage_text[start : start + len(text)] == text:
+        return start, start + len(text)
+    found = passage_text.find(text) if text else -1
+    return (found, found + len(text)) if found >= 0 else None
+
+
+def _answer_record(result, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The served record of one question (docs/serving.md has the contract)."""
+    best_by_passage: dict[str, dict[str, Any]] = {}
+    for entry in entries:  # best first
+        best_by_passage.setdefault(entry.get("passage_id"), entry)
+    passages = []
+    for rank, hit in enumerate(result.passages, start=1):
+        entry = best_by_passage.get(hit.passage_id)
+        span = answer_offsets(hit.text, entry) if entry else None
+        passages.append(
+            {
+                "passage_id": hit.passage_id,
+                "document_id": hit.document_id,
+                "title": hit.title,
+                "text": hit.text,
+                "score": float(hit.score),
+                "rank": rank,
+                "answer": None
+                if entry is None
+                else {
+                    "text": entry.get("text", ""),
+                    "score": float(entry.get("score", 0.0)),
+                    "start_char": span[0] if span else None,
+                    "end_char": span[1] if span else None,
+                },
+            }
+        )
+    best = entries[0] if entries else {}
+    read = next((p for p in passages if p["passage_id"] == best.get("passage_id")), None)
+    span = read["answer"] if read and read["answer"] else {}
+    return {
+        "question": result.question,
+        "answer": best.get("text", ""),
+        "score": float(best.get("score", 0.0)),
+        "passage_id": best.get("passage_id"),
+        "document_id": best.get("document_id"),
+        "start_char": span.get("start_char"),
+        "end_char": span.get("end_char"),
+        "passages": passages,
+    }
 
 
 def _questions(model_input: Any) -> list[str]:

@@ -27,6 +27,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 ODQA = Path(sys.executable).with_name("odqa")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 @dataclass
@@ -449,6 +450,61 @@ BAD_INPUTS: dict[str, Callable[[Ctx, Path], Case] | tuple] = {
     ),  # fmt: skip
     "pipeline schedule --cron with 5 fields": _pipeline(
         ["schedule", "--host", "http://127.0.0.1:9", "--cron", "0 3 * * *"], "--cron", "6"
+    ),  # fmt: skip
+    # the pipeline's data layout (odqa prepare-data runs the prepare_data stage alone)
+    "prepare-data --train-uri without --corpus-uri": lambda ctx, d: Case(
+        ["prepare-data", "--train-uri", str(ctx.qa), "--out", str(user_folder(d))],
+        d,
+        ["train_uri", "corpus_uri"],
+    ),  # fmt: skip
+    "prepare-data --test-uri holding answers": lambda ctx, d: Case(
+        [
+            "prepare-data",
+            "--corpus-uri",
+            str(FIXTURES / "tiny_documents.json"),
+            "--train-uri",
+            str(ctx.qa),
+            "--eval-uri",
+            str(ctx.qa),
+            "--test-uri",
+            str(ctx.qa),
+            "--out",
+            str(d / "data"),
+        ],
+        d,
+        ["tiny_qa.jsonl", "holds answers"],
+    ),  # fmt: skip
+    "prepare-data --eval-split on a JSONL file": lambda ctx, d: Case(
+        [
+            "prepare-data",
+            "--corpus-uri",
+            str(FIXTURES / "tiny_documents.json"),
+            "--train-uri",
+            str(ctx.qa),
+            "--eval-uri",
+            str(ctx.qa),
+            "--eval-split",
+            "dev",
+            "--out",
+            str(d / "data"),
+        ],
+        d,
+        ["eval_split", "DatasetDict"],
+    ),  # fmt: skip
+    "answer with a registry that does not exist": lambda ctx, d: Case(
+        [
+            "answer",
+            "--model",
+            "models:/odqa@champion",
+            "--tracking-uri",
+            f"sqlite:///{d}/mlflow.db",
+            "--questions",
+            str(ctx.qa),
+            "--out",
+            str(d / "answers"),
+        ],
+        d,
+        ["--tracking-uri", "no MLflow database"],
     ),  # fmt: skip
     # services that do not answer: one line, in seconds
     "pipeline submit to an unreachable host": _pipeline(

@@ -115,6 +115,7 @@ SCHEDULE = "manifests/base/recurring-run.yaml"
 GPU = "manifests/overlays/gpu/kustomization.yaml"
 POOL = "manifests/overlays/gpu/gpu-node-pool.yaml"
 DOCKERFILE = "manifests/images/elasticsearch-nori/Dockerfile"
+SERVING = "manifests/base/serving.yaml"
 
 # (id, check, [(file, old, new[, count])], expected file, expected text in the field)
 BREAKS = [
@@ -163,6 +164,14 @@ BREAKS = [
     ("gpu-node-selector", "gpu", [(POOL, "nodeSelectorValue: nvidia-tesla-t4", "nodeSelectorValue: nvidia-l4")], POOL, "data.nodeSelectorKey/nodeSelectorValue"),
     ("gpu-taint", "gpu", [(POOL, "taint: nvidia.com/gpu=", "taint: gpu=")], POOL, "data.taint"),
     ("gpu-device-plugin", "gpu", [(GPU, "  - gpu-node-pool.yaml\n", "  - gpu-node-pool.yaml\n  - device-plugin.yaml\n")], "manifests/overlays/gpu/device-plugin.yaml", "DaemonSet/nvidia-device-plugin"),
+    ("serving-tracking-uri", "serving", [(SERVING, "- http://mlflow.odqa.svc.cluster.local:5000", "- http://mlflow.mlflow.svc.cluster.local:5000")], SERVING, "Deployment/odqa-serving containers[serve] --tracking-uri"),
+    ("serving-model-name", "serving", [(SERVING, "- models:/odqa@champion", "- models:/qa@champion")], SERVING, "containers[serve] --model"),
+    ("serving-host", "serving", [(SERVING, "- 0.0.0.0", "- 127.0.0.1")], SERVING, "containers[serve] --host"),
+    ("serving-port", "serving", [(SERVING, '- --port\n            - "8080"', '- --port\n            - "8000"')], SERVING, "containers[serve] --port"),
+    ("serving-readiness", "serving", [(SERVING, "path: /ready", "path: /health")], SERVING, "readinessProbe.httpGet.path"),
+    ("serving-s3-secret", "serving", [(SERVING, "          envFrom:\n            - secretRef:\n                name: mlflow-s3\n", "")], SERVING, "containers[serve] envFrom"),
+    ("serving-s3-endpoint", "serving", [(SERVING, "value: http://minio:9000", "value: http://minio.odqa:9000")], SERVING, "env.MLFLOW_S3_ENDPOINT_URL"),
+    ("serving-hpa-target", "serving", [(SERVING, "    name: odqa-serving\n  minReplicas", "    name: odqa-serve\n  minReplicas")], SERVING, "HorizontalPodAutoscaler/odqa-serving spec.scaleTargetRef"),
 ]  # fmt: skip
 
 

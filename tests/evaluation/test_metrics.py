@@ -215,3 +215,48 @@ def test_cli_evaluate_bad_input(run_cli, tiny_qa, tmp_path):
     assert rc == 2 and stdout == ""
     assert stderr.startswith("odqa evaluate: error:") and "not UTF-8" in stderr and stderr.count("\n") == 1
     assert not out.exists()
+
+
+def test_question_scores_file_adds_up_to_the_metrics(tiny_qa, tmp_path):
+    """question_scores.json holds every gold question (unanswered ones at 0) and its means are metrics.json."""
+    from odqa.evaluation import load_question_scores
+
+    predictions = _write(
+        tmp_path / "predictions.json", {"tiny-0": "한양", "tiny-1": "1394년에", "tiny-2": "세종은"}
+    )
+    scores_path = tmp_path / "question_scores.json"
+    metrics = evaluate(
+        EvaluateConfig(), tiny_qa, predictions, tmp_path / "m.json", question_scores_path=scores_path
+    )
+    scores = load_question_scores(scores_path)
+    assert len(scores) == metrics["total"] == 10
+    assert scores["tiny-0"] == {"exact_match": 100.0, "f1": 100.0}
+    assert scores["tiny-2"]["exact_match"] == 0.0 and scores["tiny-2"]["f1"] == pytest.approx(80.0)
+    assert scores["tiny-9"] == {"exact_match": 0.0, "f1": 0.0}  # no prediction
+    assert sum(s["exact_match"] for s in scores.values()) / 10 == pytest.approx(metrics["exact_match"])
+    assert sum(s["f1"] for s in scores.values()) / 10 == pytest.approx(metrics["f1"])
+
+
+def test_cli_evaluate_writes_question_scores(run_cli, tiny_qa, tmp_path):
+    predictions = _write(tmp_path / "predictions.json", {"tiny-0": "한양"})
+    rc, _, _ = run_cli(
+        [
+            "evaluate",
+            "--data",
+            tiny_qa,
+            "--predictions",
+            predictions,
+            "--question-scores",
+            tmp_path / "q.json",
+        ]
+    )
+    assert rc == 0
+    assert json.loads((tmp_path / "q.json").read_text())["questions"]["tiny-0"]["exact_match"] == 100.0
+
+
+def test_bad_question_scores_file_is_one_input_error(tmp_path):
+    from odqa.evaluation import load_question_scores
+
+    path = _write(tmp_path / "q.json", {"questions": {"a": {"exact_match": "yes", "f1": 1}}})
+    with pytest.raises(InputError, match="numeric exact_match"):
+        load_question_scores(path)

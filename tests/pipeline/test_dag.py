@@ -32,6 +32,9 @@ STAGES = [
     "ensemble",
     "evaluate",
     "register",
+    "answer-test",
+    "pretrain",
+    "reader-plan",
 ]
 
 
@@ -111,13 +114,17 @@ def test_every_stage_present_with_the_right_edges(compiled):
     assert _upstream(tasks["evaluate"]) >= {"ensemble", "prepare-data"}
     assert _upstream(tasks["register"]) >= {"evaluate", "for-loop-1", "index"}
     loop = tasks["for-loop-1"]
-    assert loop["parameterIterator"]["itemInput"].endswith("reader_configs-loop-item")
+    # The loop runs over reader_plan's list: the reader_configs items, each once per fold when folds > 1.
+    assert loop["parameterIterator"]["itemInput"].endswith("reader-plan-Output-loop-item")
+    assert _upstream(tasks["reader-plan"]) >= {"augment"}
+    assert _upstream(loop) >= {"pretrain", "reader-plan"}
     loop_dag = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
     assert set(loop_dag) == {"train-reader", "predict"}
     train_inputs = {
         v.get("componentInputArtifact") for v in loop_dag["train-reader"]["inputs"]["artifacts"].values()
     }
     assert "pipelinechannel--augment-augmented_qa" in train_inputs
+    assert {"pipelinechannel--pretrain-model", "pipelinechannel--reader-plan-fold_data"} <= train_inputs
     assert "pipelinechannel--start-tracking-mlflow_run" in train_inputs
     for name in set(STAGES) - set(loop_dag) - {"start-tracking"}:
         assert "start-tracking" in _upstream(tasks[name]), f"{name} is not attached to the MLflow parent run"
@@ -137,7 +144,38 @@ def test_parameter_names_follow_the_glossary(compiled):
     assert "num_threads" in reader_defaults and "threads" not in reader_defaults
 
 
-GPU_EXECUTORS = {"exec-train-reader", "exec-predict"}
+DATA_PARAMETERS = {
+    "data_uri": "",
+    "corpus_uri": "",
+    "train_uri": "",
+    "train_split": "train",
+    "eval_uri": "",
+    "eval_split": "validation",
+    "test_uri": "",
+    "test_split": "",
+}
+
+
+def test_data_layout_parameters_reach_prepare_data_and_the_cli(compiled, capsys):
+    """The competition layout's names are pipeline parameters (what the KFP UI shows), prepare_data's
+    inputs, and flags of run / submit / schedule."""
+    from odqa.cli import main
+
+    _, spec = compiled
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert {name: parameters[name].get("defaultValue", "") for name in DATA_PARAMETERS} == DATA_PARAMETERS
+    tasks = _all_tasks(spec)
+    prepare_inputs = tasks["prepare-data"]["inputs"]["parameters"]
+    assert all(prepare_inputs[n] == {"componentInputParameter": n} for n in DATA_PARAMETERS)
+    assert _upstream(tasks["answer-test"]) >= {"prepare-data", "index", "for-loop-1"}
+    for action in ("run", "submit", "schedule"):
+        with pytest.raises(SystemExit):
+            main(["pipeline", action, "--help"])
+        text = capsys.readouterr().out
+        assert all(f"--{n.replace('_', '-')}" in text for n in DATA_PARAMETERS), action
+
+
+GPU_EXECUTORS = {"exec-train-reader", "exec-predict", "exec-pretrain"}
 
 
 def _k8s(docs: list[dict]) -> dict:

@@ -127,9 +127,11 @@ def test_score_modes_rank_across_passages_differently(tokenizer, corpus):
     assert top["score"] == pytest.approx(top["start_prob"] * top["end_prob"])
     assert set(top) == {
         "text", "score", "start_logit", "end_logit", "start_prob", "end_prob",
-        "null_score", "null_prob", "passage_id", "document_id", "passage_rank", "retrieval_score",
+        "null_score", "null_prob", "passage_id", "document_id", "passage_rank", "retrieval_score", "start_char",
     }  # fmt: skip
     assert (top["passage_rank"], top["retrieval_score"], top["document_id"]) == (2, 10.0, "d2")
+    passage = next(h.text for h in results[0].passages if h.passage_id == top["passage_id"])
+    assert passage[top["start_char"] : top["start_char"] + len(top["text"])] == top["text"]
 
 
 def test_retrieval_score_can_overturn_the_reader(tokenizer, corpus):

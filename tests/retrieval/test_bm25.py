@@ -158,10 +158,11 @@ def test_bad_build_input_is_an_input_error(tmp_path, passages_path):
 def test_failed_rebuild_keeps_the_old_index(index_dir, passages_path, monkeypatch):
     before = load_retriever(index_dir).search(["김치"], top_k=5)
 
-    def broken_save(self, *args, **kwargs):
+    def broken_write(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(bm25s.BM25, "save", broken_save)
+    # fails after the new bm25s arrays are written, while passages.jsonl is
+    monkeypatch.setattr("odqa.retrieval.bm25.write_jsonl", broken_write)
     with pytest.raises(OSError):
         build_index("bm25", {"analyzer": "bigram"}, passages_path, index_dir)
     assert read_json(index_dir / "retriever.json")["analyzer"] == "kiwi+bigram"
@@ -244,3 +245,55 @@ def test_batched_scoring_matches_bm25s(tmp_path, passages_path, method):
         theirs = dict(zip(raw.documents[row].tolist(), raw.scores[row].tolist(), strict=True))
         assert ours == pytest.approx(theirs, rel=1e-5, abs=1e-6)
     assert scores[0, 0] > scores[0, 1] > 0 and scores[-2:].max() == 0.0
+
+
+def _columns(model) -> dict[str, tuple[list[int], list[float]]]:
+    """term -> (passage indices, scores) of a bm25s model: comparable whatever ids its terms got."""
+    data, rows, indptr = (np.asarray(model.scores[k]) for k in ("data", "indices", "indptr"))
+    return {
+        term: (rows[indptr[i] : indptr[i + 1]].tolist(), data[indptr[i] : indptr[i + 1]].tolist())
+        for term, i in model.vocab_dict.items()
+        if term
+    }
+
+
+@pytest.mark.parametrize(("method", "num_threads"), [("lucene", 1), ("bm25+", 2)])
+def test_chunked_build_equals_bm25s_index(tmp_path, korquad_articles, method, num_threads):
+    """The streaming build (chunks of 5 passages, in 1 or 2 processes) gives bm25s's own index, score
+    for score and bit for bit, and saves it where bm25s.BM25.load reads it."""
+    passages_path, _, passages = korquad_articles(tmp_path, 6)
+    config = BM25Config(analyzer="bigram", method=method, chunk_size=5, num_threads=num_threads)
+    retriever = BM25Retriever.build(config, passages_path, tmp_path / "index")
+    texts = [f"{p.title}\n{p.text}" for p in passages]
+    assert len(texts) > 4 * 5
+    reference = bm25s.BM25(k1=config.k1, b=config.b, method=method)
+    reference.index(config.make_analyzer().analyze(texts), show_progress=False)
+    assert _columns(retriever.model) == _columns(reference)
+    if method == "bm25+":
+        ours = dict(
+            zip(retriever.model.vocab_dict, retriever.model.nonoccurrence_array.tolist(), strict=False)
+        )
+        theirs = {t: reference.nonoccurrence_array[i] for t, i in reference.vocab_dict.items() if t}
+        assert ours == theirs
+    assert not (tmp_path / "index" / "bm25s" / ".chunks").exists()  # the spilled chunks are gone
+
+
+def test_index_loads_memory_mapped_and_old_bm25s_saves_still_load(tmp_path, passages_path, index_dir):
+    loaded = load_retriever(index_dir)
+    assert isinstance(loaded.model.scores["data"], np.memmap)
+    assert np.shares_memory(loaded._term_scores.indices, loaded.model.scores["indices"])  # not copied
+    queries = list(QUESTIONS) + ["zzz"]
+    expected = loaded.search(queries, top_k=5)
+    # An index folder built before the streaming build: bm25s's own index() and save().
+    config = BM25Config()
+    old = bm25s.BM25(k1=config.k1, b=config.b, method=config.method)
+    texts = [f"{title}\n{text}" for _, title, text in PASSAGES]
+    old.index(config.make_analyzer().analyze(texts), show_progress=False)
+    import shutil
+
+    shutil.rmtree(index_dir / "bm25s")
+    old.save(str(index_dir / "bm25s"), show_progress=False)
+    # same ranking; scores equal up to float32 summation order (bm25s numbers terms in set order)
+    for ours, theirs in zip(load_retriever(index_dir).search(queries, top_k=5), expected, strict=True):
+        assert [h.passage_id for h in ours] == [h.passage_id for h in theirs]
+        assert [h.score for h in ours] == pytest.approx([h.score for h in theirs], rel=1e-6)

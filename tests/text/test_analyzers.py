@@ -90,3 +90,49 @@ def test_thread_count_is_not_part_of_the_config():
 def test_bad_analyzer_settings_are_input_errors(build):
     with pytest.raises(InputError):
         build()
+
+
+def test_term_ids_round_trip_and_keep_order():
+    from odqa.text.analyzers import TermIds
+
+    analyzed = [["서울", "수도", "서울"], [], ["한강"]]
+    chunk = TermIds.from_terms(analyzed)
+    assert chunk.terms == ["서울", "수도", "한강"] and chunk.ids.tolist() == [0, 1, 0, 2]
+    assert chunk.offsets.tolist() == [0, 3, 3, 4] and len(chunk) == 3
+    assert chunk.to_terms() == analyzed
+
+
+@pytest.mark.parametrize(("name", "num_threads"), [("bigram", 1), ("bigram", 2), ("kiwi+bigram", 2)])
+def test_chunked_analysis_equals_one_call(name, num_threads):
+    """Chunks, analyzed here or in worker processes (Kiwi on one thread each), come back in text order
+    with the terms one analyze() call gives."""
+    from odqa.text.analyzers import analyze_in_chunks
+
+    analyzer = make_analyzer(name)
+    texts = [f"{i}번째 문장은 세종대왕이 만든 한글에 관한 것이다" for i in range(23)] + ["", "김치 Seoul"]
+    chunks = list(analyze_in_chunks(analyzer, iter(texts), chunk_size=4, num_threads=num_threads))
+    assert [len(c) for c in chunks] == [4] * 6 + [1]
+    assert [terms for c in chunks for terms in c.to_terms()] == analyzer.analyze(texts)
+
+
+def test_chunked_analysis_refuses_a_bad_chunk_size():
+    from odqa.text.analyzers import analyze_in_chunks
+
+    with pytest.raises(InputError, match="chunk_size"):
+        list(analyze_in_chunks(make_analyzer("bigram"), ["a"], chunk_size=0))
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "cap"), [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000", 1)]
+)
+def test_available_cpus_honours_a_cgroup_quota(tmp_path, monkeypatch, cpu_max, cap):
+    """A pod's CPU limit (cgroup v2 cpu.max), not the node's core count, bounds the worker processes."""
+    import odqa.text.analyzers as analyzers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    (tmp_path / "cpu.max").write_text(cpu_max)
+    monkeypatch.setattr(analyzers, "CGROUP_CPU_MAX", tmp_path / "cpu.max")
+    assert analyzers.available_cpus() == (cap or 64)
+    assert analyzers.resolve_num_threads(0) == (cap or 64) and analyzers.resolve_num_threads(3) == 3
+    monkeypatch.setattr(analyzers, "CGROUP_CPU_MAX", tmp_path / "missing")
+    assert analyzers.available_cpus() == 64

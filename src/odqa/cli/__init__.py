@@ -14,7 +14,7 @@ import traceback
 from odqa.errors import InputError
 
 # Each module defines add_commands(subparsers); a subcommand sets `func(args) -> int | None`.
-COMMAND_MODULES = ["data", "retrieval", "reader", "evaluate", "augment", "pipeline"]
+COMMAND_MODULES = ["data", "retrieval", "reader", "evaluate", "augment", "pipeline", "serve", "answer"]
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130

@@ -1,5 +1,5 @@
-"""`odqa validate`, `odqa preprocess`, `odqa prepare-korquad`; config flags are generated from
-PreprocessConfig and KorquadSplitConfig (odqa.cli.options)."""
+"""`odqa validate`, `odqa preprocess`, `odqa prepare-korquad`, `odqa prepare-data`; config flags are
+generated from PreprocessConfig, KorquadSplitConfig and PrepareDataConfig (odqa.cli.options)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 
 from odqa.cli.options import add_config_arguments, add_force_argument, config_from_args
 from odqa.data.korquad import KorquadSplitConfig
+from odqa.data.layout import PrepareDataConfig
 from odqa.preprocess import PreprocessConfig
 
 # Old preprocess spellings, until 0.2.
@@ -52,6 +53,15 @@ def add_commands(subparsers) -> None:
     add_config_arguments(kq, KorquadSplitConfig)
     kq.set_defaults(func=_prepare_korquad)
 
+    prep = subparsers.add_parser(
+        "prepare-data",
+        help="the pipeline's prepare_data stage: a corpus + train/eval(/test) sets, or one KorQuAD file split",
+    )
+    prep.add_argument("--out", required=True, help="output folder (documents.jsonl, train/eval/test.jsonl)")
+    add_force_argument(prep)
+    add_config_arguments(prep, PrepareDataConfig)
+    prep.set_defaults(func=_prepare_data)
+
 
 def _validate(args: argparse.Namespace) -> int:
     from odqa.data import load_qa, write_qa
@@ -81,4 +91,16 @@ def _prepare_korquad(args: argparse.Namespace) -> int:
     config = config_from_args(KorquadSplitConfig, args)
     split = prepare_korquad(config, args.squad or korquad_dev_path(), args.out, force=args.force)
     print(json.dumps({k: v for k, v in split.report.items() if k != "eval_titles"}, ensure_ascii=False))
+    return 0
+
+
+def _prepare_data(args: argparse.Namespace) -> int:
+    from odqa.data.layout import prepare_data
+
+    data = prepare_data(config_from_args(PrepareDataConfig, args), args.out, force=args.force)
+    print(
+        json.dumps(
+            {k: v for k, v in data.report.items() if k not in ("config", "eval_titles")}, ensure_ascii=False
+        )
+    )
     return 0

@@ -23,6 +23,11 @@ def add_commands(subparsers) -> None:
         "--doc-aliases", help="doc_aliases.json from preprocess (duplicate documents) (default: none)"
     )
     ev.add_argument("--out", help="metrics.json (default: beside the predictions)")
+    ev.add_argument(
+        "--question-scores",
+        help="also write every question's EM/F1 here (question_scores.json: what the registry's paired "
+        "bootstrap compares) (default: none)",
+    )
     add_config_arguments(ev, EvaluateConfig)
     ev.set_defaults(func=_evaluate)
 
@@ -39,6 +44,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         out,
         retrieved_path=args.retrieved,
         doc_aliases_path=args.doc_aliases,
+        question_scores_path=args.question_scores,
     )
     print(json.dumps(metrics, ensure_ascii=False))
     return 0

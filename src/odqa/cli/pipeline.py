@@ -11,6 +11,13 @@ from odqa.pipeline.runner import RUNNERS
 # Shortcuts for the most used pipeline parameters; any other one via --param name=value (JSON values).
 SHORTCUTS = {
     "data_uri": str,
+    "corpus_uri": str,
+    "train_uri": str,
+    "train_split": str,
+    "eval_uri": str,
+    "eval_split": str,
+    "test_uri": str,
+    "test_split": str,
     "analyzer": str,
     "retriever_kind": str,
     "reader_model": str,

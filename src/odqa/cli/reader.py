@@ -1,5 +1,6 @@
-"""`odqa train` and `odqa predict`: argument parsing only; the work is in odqa.reader. The config flags
-are generated from ReaderTrainConfig and PredictConfig (odqa.cli.options)."""
+"""`odqa train`, `odqa predict`, `odqa pretrain` and `odqa folds`: argument parsing only; the work is in
+odqa.reader. The config flags are generated from ReaderTrainConfig, PredictConfig, PretrainConfig and
+FoldsConfig (odqa.cli.options)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from odqa.cli.options import add_config_arguments, add_deprecated_flag, add_force_argument, config_from_args
 from odqa.errors import InputError
-from odqa.reader.config import PredictConfig, ReaderTrainConfig
+from odqa.reader.config import FoldsConfig, PredictConfig, PretrainConfig, ReaderTrainConfig
 
 OLD_THREADS_FLAG = {"--threads": "num_threads"}  # until 0.2
 
@@ -40,6 +41,25 @@ def add_commands(subparsers) -> None:
     add_config_arguments(predict, PredictConfig, aliases=OLD_THREADS_FLAG)
     predict.set_defaults(func=_predict)
 
+    pretrain = subparsers.add_parser(
+        "pretrain",
+        help="masked-language-model training on passages.jsonl; odqa train --reader-model starts from it",
+    )
+    pretrain.add_argument("--passages", required=True, help="passages.jsonl from odqa preprocess")
+    pretrain.add_argument("--out", required=True, help="model folder to write")
+    add_force_argument(pretrain)
+    add_config_arguments(pretrain, PretrainConfig)
+    pretrain.set_defaults(func=_pretrain)
+
+    folds = subparsers.add_parser(
+        "folds", help="k train/dev splits of qa.jsonl by article, one reader each for an ensemble"
+    )
+    folds.add_argument("--train", required=True, help="training qa.jsonl to split")
+    folds.add_argument("--out", required=True, help="folder for fold-k/train.jsonl, fold-k/dev.jsonl")
+    add_force_argument(folds)
+    add_config_arguments(folds, FoldsConfig)
+    folds.set_defaults(func=_folds)
+
 
 # Output kinds (odqa.io.atomic_dir) of the folders train and predict write.
 READER_KIND = "reader"
@@ -57,6 +77,32 @@ def _train(args: argparse.Namespace) -> int:
     check_output_dir(args.out, READER_KIND, args.force)
     out = train_reader(config, args.train, args.out, corpus_path=args.corpus, force=args.force)
     print(out)
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from odqa.io import check_output_dir, require_file
+    from odqa.reader.pretrain import PRETRAIN_KIND, pretrain
+
+    config = config_from_args(PretrainConfig, args)
+    require_file(args.passages)
+    check_output_dir(args.out, PRETRAIN_KIND, args.force)
+    result = pretrain(config, args.passages, args.out, force=args.force)
+    summary = result.summary
+    print(json.dumps({"model": str(result.model_dir), "steps": summary["steps"], "seconds": summary["seconds"],
+                      "first_loss": summary["first_loss"], "final_loss": summary["final_loss"]}))  # fmt: skip
+    return 0
+
+
+def _folds(args: argparse.Namespace) -> int:
+    from odqa.io import check_output_dir, require_file
+    from odqa.reader.folds import FOLDS_KIND, make_folds
+
+    config = config_from_args(FoldsConfig, args)
+    require_file(args.train)
+    check_output_dir(args.out, FOLDS_KIND, args.force)
+    specs = make_folds(config, args.train, args.out, force=args.force)
+    print(json.dumps([s.to_dict() for s in specs]))
     return 0
 
 

@@ -8,8 +8,8 @@ Elasticsearch URL, S3 endpoint, PostgreSQL), Service port vs containerPort vs pr
 MLflow's host allow-list and readiness probe, the odqa image tag (manifests, the pipeline's default
 image, the compiled pipeline, the image the schedule job compiles the pipeline for), the Elasticsearch
 client's major version vs the server image, the S3 buckets (init step vs MLflow's artifact destination
-and the data URI), the recurring run's data URI, and the GPU resource, node selector and taint (GPU
-overlay vs compiled pipeline).
+and the data URI), the recurring run's data URI, the GPU resource, node selector and taint (GPU
+overlay vs compiled pipeline), and the serving Deployment (registry, model name, S3 settings, probes, HPA).
 
 Every problem is one line: `FILE: FIELD: what is wrong`. Exit code 1 when there is any.
 
@@ -921,7 +921,7 @@ def check_gpu(ctx: Context, d: Deployed) -> Iterator[Problem]:
                     )
 
 
-GPU_EXECUTORS = ("exec-train-reader", "exec-predict")
+GPU_EXECUTORS = ("exec-train-reader", "exec-predict", "exec-pretrain")
 TRAINJOB_SPEC_FIELDS = {
     "runtimeRef",
     "trainer",
@@ -979,6 +979,148 @@ def check_trainer(ctx: Context, d: Deployed) -> Iterator[Problem]:
                 )
 
 
+# The serving Deployment (manifests/base/serving.yaml): `odqa serve` reaches the registry the pipeline
+# registers into, follows the model name it registers, gets the S3 settings MLflow's server has, and its
+# probes ask the endpoints that tell loading from ready.
+SERVE_PROBES = {"readinessProbe": "/ready", "livenessProbe": "/health"}
+S3_ENDPOINT_ENV = "MLFLOW_S3_ENDPOINT_URL"
+
+
+def _serve_containers(d: Deployed) -> list[m.ContainerRef]:
+    return [
+        c
+        for c in m.containers(d.objects)
+        if (argv := d.argv(c))[:2] and Path(argv[0]).name == "odqa" and argv[1:2] == ["serve"]
+    ]
+
+
+def check_serving(ctx: Context, d: Deployed) -> Iterator[Problem]:
+    pipeline = ctx.pipeline_for(d)
+    defaults = pipeline.defaults() if pipeline is not None else {}
+    mlflow = d.mlflow_server()
+    for cref in _serve_containers(d):
+        file, argv, env = d.file(cref.workload), d.argv(cref), d.env(cref)
+        uri = m.option(argv, "--tracking-uri") or env.get("MLFLOW_TRACKING_URI")
+        expected_uri = defaults.get("tracking_uri")
+        if not uri:
+            yield Problem(
+                "serving", file, f"{cref.field} --tracking-uri", "not set: the service reads no registry"
+            )
+        elif expected_uri and uri != expected_uri:
+            yield Problem(
+                "serving",
+                file,
+                f"{cref.field} --tracking-uri",
+                f"{uri}, but the pipeline registers models at {expected_uri}",
+            )
+        model = m.option(argv, "--model") or "models:/odqa@champion"
+        name = (
+            model.removeprefix("models:/").split("@")[0].split("/")[0]
+            if model.startswith("models:/")
+            else None
+        )
+        expected_name = defaults.get("model_name")
+        if name and expected_name and name != expected_name:
+            yield Problem(
+                "serving",
+                file,
+                f"{cref.field} --model",
+                f"{model} serves model {name}, but the pipeline registers {expected_name}",
+            )
+        host = m.option(argv, "--host") or "127.0.0.1"
+        if host not in ("0.0.0.0", "::"):
+            yield Problem(
+                "serving",
+                file,
+                f"{cref.field} --host",
+                f"{host}: only the pod itself can reach it (use 0.0.0.0)",
+            )
+        port = m.option(argv, "--port") or "8080"
+        ports = m.container_ports(cref)
+        if not port.isdigit() or int(port) not in ports.values():
+            yield Problem(
+                "serving",
+                file,
+                f"{cref.field} --port",
+                f"the server listens on {port}, the containerPort is {sorted(set(ports.values()))}",
+            )
+        for probe_name, path in SERVE_PROBES.items():
+            action = (cref.container.get(probe_name) or {}).get("httpGet")
+            if action is None:
+                yield Problem("serving", file, f"{cref.field} {probe_name}", f"missing: httpGet {path}")
+                continue
+            if action.get("path") != path:
+                yield Problem(
+                    "serving",
+                    file,
+                    f"{cref.field} {probe_name}.httpGet.path",
+                    f"{action.get('path')}, expected {path} (it tells loading from ready)",
+                )
+            if port.isdigit() and ports.get(action.get("port")) != int(port):
+                yield Problem(
+                    "serving",
+                    file,
+                    f"{cref.field} {probe_name}.httpGet.port",
+                    f"{action.get('port')} is not the port the server listens on ({port})",
+                )
+        if mlflow is not None:
+            # Model artifacts on S3 are read with the keys and endpoint MLflow's server uses.
+            wanted = [
+                i["secretRef"]["name"] for i in mlflow.container.get("envFrom") or [] if "secretRef" in i
+            ]
+            have = {i["secretRef"]["name"] for i in cref.container.get("envFrom") or [] if "secretRef" in i}
+            for secret in wanted:
+                if secret in have:
+                    continue
+                if any(k.startswith("AWS_") for k in _secret_keys(d, secret)):
+                    yield Problem(
+                        "serving",
+                        file,
+                        f"{cref.field} envFrom",
+                        f"no secretRef {secret}: the S3 keys MLflow's artifacts need",
+                    )
+            endpoint = d.env(mlflow).get(S3_ENDPOINT_ENV)
+            if endpoint and env.get(S3_ENDPOINT_ENV) != endpoint:
+                yield Problem(
+                    "serving",
+                    file,
+                    f"{cref.field} env.{S3_ENDPOINT_ENV}",
+                    f"{env.get(S3_ENDPOINT_ENV)}, but MLflow's server uses {endpoint}",
+                )
+    for hpa in m.find(d.objects, "HorizontalPodAutoscaler"):
+        target = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        found = m.find(d.objects, target.get("kind", ""), target.get("name"))
+        if not found:
+            yield Problem(
+                "serving",
+                d.file(hpa),
+                f"{m.ref(hpa)} spec.scaleTargetRef",
+                f"no {target.get('kind')}/{target.get('name')} in the manifests",
+            )
+            continue
+        uses_cpu = any(
+            (x.get("resource") or {}).get("name") == "cpu" for x in (hpa["spec"].get("metrics") or [])
+        )
+        spec = m.pod_spec(found[0]) or {}
+        if uses_cpu and not all(
+            ((c.get("resources") or {}).get("requests") or {}).get("cpu")
+            for c in spec.get("containers") or []
+        ):
+            yield Problem(
+                "serving",
+                d.file(hpa),
+                f"{m.ref(hpa)} spec.metrics",
+                f"scales on CPU utilisation, but {m.ref(found[0])} requests no CPU (utilisation is undefined)",
+            )
+
+
+def _secret_keys(d: Deployed, name: str) -> set[str]:
+    found = m.find(d.objects, "Secret", name)
+    if not found:
+        return set()
+    return set((found[0].get("stringData") or {}) | (found[0].get("data") or {}))
+
+
 CHECKS: dict[str, Check] = {
     "schema": check_schema,
     "namespace": check_namespaces,
@@ -993,6 +1135,7 @@ CHECKS: dict[str, Check] = {
     "data-uri": check_data_uri,
     "gpu": check_gpu,
     "trainer": check_trainer,
+    "serving": check_serving,
 }
 
 

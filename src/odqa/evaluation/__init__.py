@@ -1,6 +1,11 @@
 """EM/F1 evaluation (KorQuAD 1.0 and SQuAD 1.1 official definitions)."""
 
-from odqa.evaluation.evaluate import EvaluateConfig, evaluate
+from odqa.evaluation.evaluate import (
+    EvaluateConfig,
+    evaluate,
+    load_question_scores,
+    per_question_scores,
+)
 from odqa.evaluation.metrics import METRICS, exact_match, f1, normalize_answer, question_scores, score
 
 __all__ = [
@@ -9,7 +14,9 @@ __all__ = [
     "evaluate",
     "exact_match",
     "f1",
+    "load_question_scores",
     "normalize_answer",
+    "per_question_scores",
     "question_scores",
     "score",
 ]

@@ -11,11 +11,13 @@ from pydantic import Field
 from odqa.config import StageConfig
 from odqa.data import load_doc_aliases, load_qa, load_retrieved
 from odqa.errors import InputError
-from odqa.evaluation.metrics import METRICS, Metric, score
+from odqa.evaluation.metrics import METRICS, Metric, question_scores, score
 from odqa.io import check_output_file, read_json, write_json
 from odqa.schema import QAExample
 
 logger = logging.getLogger(__name__)
+
+# Per-question EM/F1 beside metrics.json: what register's paired bootstrap compares (odqa.registry).
 
 
 class EvaluateConfig(StageConfig):
@@ -42,8 +44,12 @@ def evaluate(
     out_path: str | os.PathLike,
     retrieved_path: str | os.PathLike | None = None,
     doc_aliases_path: str | os.PathLike | None = None,
+    question_scores_path: str | os.PathLike | None = None,
 ) -> dict:
+    """metrics.json at out_path; with question_scores_path also every question's EM and F1 (0-100)."""
     check_output_file(out_path)
+    if question_scores_path is not None:
+        check_output_file(question_scores_path)
     # Open-domain gold (no context, answers without offsets) is enough: EM/F1 compare texts only.
     examples = load_qa(qa_path, open_domain=True).examples
     for ex in examples:
@@ -82,10 +88,41 @@ def evaluate(
             "gold_not_retrieved": score(miss, predictions, config.metric),
         }
     write_json(out_path, metrics)
+    if question_scores_path is not None:
+        write_json(
+            question_scores_path,
+            {"metric": config.metric, "questions": per_question_scores(golds, predictions, config.metric)},
+            indent=None,
+        )
     logger.info(
         "EM %.2f  F1 %.2f  over %d questions", metrics["exact_match"], metrics["f1"], metrics["total"]
     )
     return metrics
+
+
+def per_question_scores(
+    golds: list[tuple[str, list[str]]], predictions: dict[str, str], metric: str
+) -> dict[str, dict[str, float]]:
+    """{id: {"exact_match": 0|100, "f1": 0..100}}; an unanswered question scores 0 (as in `score`)."""
+    out = {}
+    for qid, answers in golds:
+        em, f = question_scores(predictions[qid], answers, metric) if qid in predictions else (False, 0.0)
+        out[qid] = {"exact_match": 100.0 * em, "f1": 100.0 * f}
+    return out
+
+
+def load_question_scores(path: str | os.PathLike) -> dict[str, dict[str, float]]:
+    """question_scores.json's {id: {"exact_match", "f1"}}, checked."""
+    data = read_json(path)
+    questions = data.get("questions") if isinstance(data, dict) else None
+    if not isinstance(questions, dict):
+        raise InputError('not a question scores file: expected {"questions": {id: {...}}}', path=path)
+    for qid, values in questions.items():
+        if not isinstance(values, dict) or not all(
+            isinstance(values.get(k), (int, float)) for k in ("exact_match", "f1")
+        ):
+            raise InputError("question scores need numeric exact_match and f1", path=path, record=qid)
+    return questions
 
 
 def load_predictions(path: str | os.PathLike) -> dict[str, str]:

@@ -33,41 +33,63 @@ def start_tracking(
 
 @dsl.component(base_image=IMAGE)
 def prepare_data(
-    source_uri: str,
+    data_uri: str,
+    corpus_uri: str,
+    train_uri: str,
+    train_split: str,
+    eval_uri: str,
+    eval_split: str,
+    test_uri: str,
+    test_split: str,
     eval_fraction: float,
     split_seed: int,
     mlflow_run: Input[Artifact],
     documents: Output[Dataset],
     train_qa: Output[Dataset],
     eval_qa: Output[Dataset],
+    test_qa: Output[Dataset],
     report: Output[Markdown],
 ):
-    """Pull the user's KorQuAD-layout data ('' = KorQuAD 1.0 dev) and split it by article."""
+    """Pull the user's data: a corpus with train / eval (/ test) question sets, or one KorQuAD-layout file
+    split by article ('' = KorQuAD 1.0 dev). test_qa is empty when there is no test set."""
     import tempfile
 
     from odqa import tracking
-    from odqa.data.korquad import KorquadSplitConfig, prepare_korquad
-    from odqa.data.uri import resolve_data_uri
-    from odqa.io import copy_file
+    from odqa.data.layout import PrepareDataConfig, prepare_data
+    from odqa.io import copy_file, write_jsonl
     from odqa.reports import markdown_report
     from odqa.schema import DOCUMENTS_FILE, QA_FILE, SPLIT_REPORT_FILE
 
-    config = KorquadSplitConfig.from_dict(
-        {"eval_fraction": eval_fraction, "seed": split_seed}, source="eval_fraction/split_seed"
+    config = PrepareDataConfig.from_dict(
+        {
+            "data_uri": data_uri,
+            "corpus_uri": corpus_uri,
+            "train_uri": train_uri,
+            "train_split": train_split,
+            "eval_uri": eval_uri,
+            "eval_split": eval_split,
+            "test_uri": test_uri,
+            "test_split": test_split,
+            "eval_fraction": eval_fraction,
+            "split_seed": split_seed,
+        },
+        source="pipeline parameters",
     )
-    with tracking.tracked_stage(
-        mlflow_run.path, "prepare_data", {"source_uri": source_uri, **config.to_dict()}
-    ) as sr:
+    with tracking.tracked_stage(mlflow_run.path, "prepare_data", config.to_dict()) as sr:
         with tempfile.TemporaryDirectory() as tmp:
-            split = prepare_korquad(config, resolve_data_uri(source_uri), f"{tmp}/split")
-            copy_file(split.documents_path, documents.path, DOCUMENTS_FILE)
-            copy_file(split.train_path, train_qa.path, QA_FILE)
-            copy_file(split.eval_path, eval_qa.path, QA_FILE)
-        counts = {k: v for k, v in split.report.items() if isinstance(v, int)}
+            data = prepare_data(config, f"{tmp}/data")
+            copy_file(data.documents_path, documents.path, DOCUMENTS_FILE)
+            copy_file(data.train_path, train_qa.path, QA_FILE)
+            copy_file(data.eval_path, eval_qa.path, QA_FILE)
+            if data.test_path is not None:
+                copy_file(data.test_path, test_qa.path, QA_FILE)
+            else:
+                write_jsonl(f"{test_qa.path}/{QA_FILE}", [])
+        counts = {k: v for k, v in data.report.items() if isinstance(v, int)}
         sr.log_metrics(counts)
-        sr.log_dict(split.report, SPLIT_REPORT_FILE)
+        sr.log_dict(data.report, SPLIT_REPORT_FILE)
         with open(report.path, "w", encoding="utf-8") as f:
-            f.write(markdown_report("Data split", counts))
+            f.write(markdown_report("Data", {"layout": data.report["layout"], **counts}))
 
 
 @dsl.component(base_image=IMAGE)
@@ -185,9 +207,84 @@ def retrieve(
 
 
 @dsl.component(base_image=IMAGE)
+def pretrain(
+    passages: Input[Dataset],
+    enabled: bool,
+    config: dict,
+    mlflow_run: Input[Artifact],
+    model: Output[Model],
+):
+    """Masked-language-model training on the passages (odqa.reader.pretrain): the model every reader then
+    fine-tunes. Disabled (the default), it writes only a marker and readers start as configured."""
+    import os
+
+    from odqa import tracking
+    from odqa.reader.config import PretrainConfig
+    from odqa.reader.pretrain import LOSS_PLOT_FILE, pretrain
+    from odqa.schema import PASSAGES_FILE
+
+    settings = PretrainConfig.from_dict(config, source="pretrain_config")
+    if not enabled:
+        os.makedirs(model.path, exist_ok=True)
+        with open(f"{model.path}/NO_PRETRAINED_MODEL", "w", encoding="utf-8") as f:
+            f.write("pretrain was off: readers start from reader_model or from scratch\n")
+        return
+    with tracking.tracked_stage(mlflow_run.path, "pretrain", settings.to_dict()) as sr:
+        result = pretrain(settings, f"{passages.path}/{PASSAGES_FILE}", model.path)
+        for step, loss in result.summary["loss_history"]:
+            sr.log_metrics({"mlm_loss": loss}, step=step)
+        sr.log_metrics(
+            {k: result.summary[k] for k in ("steps", "seconds", "final_loss") if k in result.summary}
+        )
+        sr.set_tags(
+            {
+                "odqa.device": result.summary.get("device", ""),
+                "odqa.precision": result.summary.get("precision", ""),
+            }
+        )
+        if os.path.exists(f"{model.path}/{LOSS_PLOT_FILE}"):
+            sr.log_artifact(f"{model.path}/{LOSS_PLOT_FILE}")
+
+
+@dsl.component(base_image=IMAGE)
+def reader_plan(
+    train_qa: Input[Dataset],
+    reader_configs: list,
+    folds: int,
+    seed: int,
+    mlflow_run: Input[Artifact],
+    fold_data: Output[Dataset],
+) -> list:
+    """The readers to train, one ParallelFor item each: every reader_configs item, and with folds=K > 1
+    every item K times, item k on the training questions of every fold but k (folds cut by article,
+    odqa.reader.folds), so the ensemble combines K readers per configuration."""
+    import os
+
+    from odqa import tracking
+    from odqa.reader.config import FoldsConfig
+    from odqa.reader.folds import make_folds
+    from odqa.schema import QA_FILE
+
+    if folds < 1:
+        from odqa.errors import InputError
+
+        raise InputError(f"folds must be at least 1, got {folds}")
+    if folds == 1:
+        os.makedirs(fold_data.path, exist_ok=True)
+        return list(reader_configs)
+    settings = FoldsConfig.from_dict({"folds": folds, "seed": seed}, source="folds/split_seed")
+    with tracking.tracked_stage(mlflow_run.path, "reader_plan", settings.to_dict()) as sr:
+        specs = make_folds(settings, f"{train_qa.path}/{QA_FILE}", fold_data.path)
+        sr.log_metrics({f"fold_{s.fold}.train_questions": s.train_questions for s in specs})
+    return [{**item, "fold": s.fold} for item in reader_configs for s in specs]
+
+
+@dsl.component(base_image=IMAGE)
 def train_reader(
     train_qa: Input[Dataset],
     passages: Input[Dataset],
+    pretrained: Input[Model],
+    fold_data: Input[Dataset],
     reader_model: str,
     epochs: float,
     config: dict,
@@ -196,8 +293,9 @@ def train_reader(
     gpus_per_node: int = 1,
     trainer_nodes: int = 1,
 ):
-    """Train one extractive reader; `config` (one item of the pipeline's reader_configs) overrides
-    the shared reader_model/epochs. gpus_per_node > 1: torchrun, one process per GPU.
+    """Train one extractive reader; `config` (one item of reader_plan's list) overrides the shared
+    reader_model/epochs. Without a reader_model it starts from the pretrain stage's model when that ran;
+    an item with a `fold` trains on that fold's questions. gpus_per_node > 1: torchrun, one process per GPU.
 
     Retries (the task's retry policy) resume from checkpoints when the item sets checkpoint_every and
     the pod has ODQA_CHECKPOINT_ROOT, a persistent volume: KFP retries the executor pod with the same
@@ -222,12 +320,18 @@ def train_reader(
             "manifests/trainer/ (the same odqa.reader.train_ddp entry point)"
         )
     values = {"reader_model": reader_model or None, "epochs": epochs, **config}
+    fold = values.pop("fold", None)  # a reader_plan item of a k-fold plan
+    qa_path = f"{train_qa.path}/{QA_FILE}"
+    if fold is not None:
+        qa_path = f"{fold_data.path}/fold-{int(fold)}/train.jsonl"
+    if not values["reader_model"] and os.path.isfile(f"{pretrained.path}/config.json"):
+        values["reader_model"] = pretrained.path  # the pretrain stage's model
     root = os.environ.get("ODQA_CHECKPOINT_ROOT")
     if root and values.get("checkpoint_every") and not values.get("checkpoint_dir"):
         values["checkpoint_dir"] = f"{root}/{hashlib.sha256(reader.uri.encode()).hexdigest()[:20]}"
         values["resume"] = True  # a first attempt finds no checkpoint and starts fresh
     settings = ReaderTrainConfig.from_dict(values, source="reader_model/epochs/reader_configs item")
-    qa_path, corpus = f"{train_qa.path}/{QA_FILE}", f"{passages.path}/{PASSAGES_FILE}"
+    corpus = f"{passages.path}/{PASSAGES_FILE}"
     with tracking.tracked_stage(mlflow_run.path, "train_reader", settings.to_dict()) as sr:
         if gpus_per_node > 1:
             command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -249,7 +353,10 @@ def train_reader(
         sr.set_tags({"odqa.device": training["device"], "odqa.precision": training["precision"]})
         sr.log_artifact(f"{reader.path}/{READER_CONFIG_FILE}")
         sr.log_artifact(f"{reader.path}/{TRAINING_LOSS_PLOT_FILE}")
-        reader.metadata["config"] = settings.to_dict()
+        reader.metadata["config"] = {
+            **settings.to_dict(),
+            **({"fold": int(fold)} if fold is not None else {}),
+        }
 
 
 @dsl.component(base_image=IMAGE)
@@ -301,6 +408,58 @@ def ensemble(
 
 
 @dsl.component(base_image=IMAGE)
+def answer_test(
+    index: Input[Model],
+    test_qa: Input[Dataset],
+    readers: Input[list[Model]],
+    predict_config: dict,
+    ensemble_config: dict,
+    top_k: int,
+    mlflow_run: Input[Artifact],
+    predictions: Output[Dataset],
+):
+    """Answer the test set (questions without answers) with the trained readers and the ensemble, as the
+    eval set was answered: predictions.json ({id: answer}, the submission layout) and nbest.json, logged
+    to the pipeline's MLflow run under test/. No metric: nobody knows the answers. Without a test set
+    (test_qa empty) it writes nothing."""
+    import os
+
+    from odqa import tracking
+    from odqa.ensemble import EnsembleConfig
+    from odqa.inference import answer_questions
+    from odqa.io import read_json
+    from odqa.reader.config import PredictConfig
+    from odqa.schema import NBEST_FILE, PREDICTIONS_FILE, QA_FILE
+
+    settings = PredictConfig.from_dict(predict_config, source="score_mode")
+    combine = EnsembleConfig.from_dict(ensemble_config, source="ensemble_config")
+    qa_path = f"{test_qa.path}/{QA_FILE}"
+    if os.path.getsize(qa_path) == 0:
+        os.makedirs(predictions.path, exist_ok=True)  # an output folder must exist for the upload
+        with open(f"{predictions.path}/NO_TEST_SET", "w", encoding="utf-8") as f:
+            f.write("test_uri was empty: nothing to answer\n")
+        return
+    tracking_uri, parent_run_id = tracking.read_run_handle(mlflow_run.path)
+    with tracking.tracked_stage(
+        mlflow_run.path, "answer_test", {"top_k": top_k, "readers": len(readers)}
+    ) as sr:
+        out = answer_questions(
+            index.path,
+            [r.path for r in readers],
+            qa_path,
+            predictions.path,
+            top_k,
+            settings,
+            combine,
+        )
+        sr.log_metrics({"test_questions": len(read_json(out / PREDICTIONS_FILE))})
+        client = tracking.client(tracking_uri)
+        for name in (PREDICTIONS_FILE, NBEST_FILE):
+            sr.log_artifact(out / name)
+            client.log_artifact(parent_run_id, str(out / name), "test")
+
+
+@dsl.component(base_image=IMAGE)
 def evaluate(
     eval_qa: Input[Dataset],
     predictions: Input[Dataset],
@@ -312,11 +471,19 @@ def evaluate(
     metrics: Output[Metrics],
     report: Output[Markdown],
 ):
-    """EM/F1 of the final predictions, split by whether retrieval found the gold document."""
+    """EM/F1 of the final predictions, split by whether retrieval found the gold document; every
+    question's EM/F1 too (question_scores.json), which register's paired bootstrap compares."""
     from odqa import tracking
     from odqa.evaluation import EvaluateConfig, evaluate
     from odqa.reports import flat_metrics, markdown_report
-    from odqa.schema import DOC_ALIASES_FILE, METRICS_FILE, PREDICTIONS_FILE, QA_FILE, RETRIEVED_FILE
+    from odqa.schema import (
+        DOC_ALIASES_FILE,
+        METRICS_FILE,
+        PREDICTIONS_FILE,
+        QA_FILE,
+        QUESTION_SCORES_FILE,
+        RETRIEVED_FILE,
+    )
 
     config = EvaluateConfig.from_dict({"top_k": top_k}, source="top_k")
     with tracking.tracked_stage(mlflow_run.path, "evaluate", config.to_dict()) as sr:
@@ -327,10 +494,12 @@ def evaluate(
             f"{scores.path}/{METRICS_FILE}",
             retrieved_path=f"{retrieved.path}/{RETRIEVED_FILE}",
             doc_aliases_path=f"{passages.path}/{DOC_ALIASES_FILE}",
+            question_scores_path=f"{scores.path}/{QUESTION_SCORES_FILE}",
         )
         flat = flat_metrics(values)
         sr.log_metrics(flat)
         sr.log_artifact(f"{scores.path}/{METRICS_FILE}")
+        sr.log_artifact(f"{scores.path}/{QUESTION_SCORES_FILE}")
         for k, v in flat.items():
             metrics.log_metric(k, v)
         with open(report.path, "w", encoding="utf-8") as f:
@@ -351,25 +520,34 @@ def register(
     promotion_margin: float,
     mlflow_run: Input[Artifact],
     decision: Output[Markdown],
+    promotion_confidence: float = 0.95,
 ) -> str:
     """Log the servable model, register a version (alias challenger) and promote it to champion only
-    when its complete evaluation beats the champion's on the same eval set."""
+    when its complete evaluation beats the champion's on the same eval set: by a paired bootstrap over
+    the questions (lower bound at promotion_confidence above the margin) when both have per-question
+    scores, else by the point estimates (the reason says which)."""
+    import os
+
     from odqa import registry, serving, tracking
     from odqa.data import load_qa
+    from odqa.evaluation import load_question_scores
     from odqa.io import read_json
-    from odqa.schema import METRICS_FILE, QA_FILE
+    from odqa.schema import METRICS_FILE, QA_FILE, QUESTION_SCORES_FILE
 
     tracking_uri, parent_run_id = tracking.read_run_handle(mlflow_run.path)
     qa_path = f"{eval_qa.path}/{QA_FILE}"
     config = registry.RegisterConfig.from_dict(
-        {"model_name": model_name, "metric": promotion_metric, "margin": promotion_margin},
-        source="model_name/promotion_metric/promotion_margin",
-    )
+        {"model_name": model_name, "metric": promotion_metric, "margin": promotion_margin,
+         "confidence": promotion_confidence},
+        source="model_name/promotion_metric/promotion_margin/promotion_confidence",
+    )  # fmt: skip
     with tracking.stage_run(tracking_uri, parent_run_id, "register", config.to_dict()) as sr:
+        scores_file = f"{scores.path}/{QUESTION_SCORES_FILE}"
         evaluation = registry.Evaluation(
             read_json(f"{scores.path}/{METRICS_FILE}"),
             registry.file_fingerprint(qa_path),
             len(load_qa(qa_path).examples),
+            load_question_scores(scores_file) if os.path.isfile(scores_file) else None,
         )
         model_uri = serving.log_model(
             tracking_uri,
@@ -392,6 +570,7 @@ def register(
                     "odqa.model_name": model_name,
                     "odqa.model_version": version,
                     registry.REASON_TAG: result.reason,
+                    **(result.bootstrap.tags() if result.bootstrap is not None else {}),
                 }
             )
             tracking.client(tracking_uri).set_tag(parent_run_id, "odqa.model_name", model_name)

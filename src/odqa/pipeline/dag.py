@@ -1,5 +1,6 @@
-"""The odqa DAG: prepare_data -> preprocess -> augment / index -> retrieve -> ParallelFor(reader configs:
-train_reader -> predict) -> ensemble -> evaluate -> register.
+"""The odqa DAG: prepare_data -> preprocess -> augment / index -> retrieve, pretrain (off by default) ->
+reader_plan -> ParallelFor(readers: train_reader -> predict) -> ensemble -> evaluate -> register, and
+answer_test when a test set is given.
 
 Two compile targets (`odqa pipeline compile --target cpu|gpu`, `build_pipeline`):
 - cpu: every component in the CPU image, no GPU request, no node selector (kind/minikube, `make run`).
@@ -69,17 +70,21 @@ def _resources(task: dsl.PipelineTask, cpu: str, memory: str, cache: bool = True
     return task
 
 
-def build_pipeline(target: str = "cpu", gpu: GpuTarget | None = None):
-    """The pipeline function for a compile target (see the module docstring)."""
+def build_pipeline(target: str = "cpu", gpu: GpuTarget | None = None, retries: bool = True):
+    """The pipeline function for a compile target (see the module docstring). `retries=False` for the
+    local runner: a retry is for a preempted or OOM-killed pod, and locally it would only repeat a
+    deterministic failure after minutes of back-off."""
     if target not in TARGETS:
         from odqa.errors import InputError
 
         raise InputError(f"compile target must be one of {', '.join(TARGETS)}, not {target!r}")
     gpu = gpu or GpuTarget()
     train_component, predict_component = stages.train_reader, stages.predict
+    pretrain_component = stages.pretrain
     if target == "gpu":
         train_component = dsl.component(base_image=gpu.image)(stages.train_reader.python_func)
         predict_component = dsl.component(base_image=gpu.image)(stages.predict.python_func)
+        pretrain_component = dsl.component(base_image=gpu.image)(stages.pretrain.python_func)
 
     def on_gpu(task: dsl.PipelineTask, count: int) -> None:
         if target != "gpu":
@@ -93,7 +98,16 @@ def build_pipeline(target: str = "cpu", gpu: GpuTarget | None = None):
         name="odqa", description="Open-domain QA over Wikipedia: data -> index -> reader -> registry"
     )
     def odqa_pipeline(
+        # The user's data: a corpus + train / eval (+ test) question sets (the competition's layout), or one
+        # KorQuAD-layout file split by article (data_uri; neither given: KorQuAD 1.0 dev). odqa.data.layout.
         data_uri: str = "",
+        corpus_uri: str = "",
+        train_uri: str = "",
+        train_split: str = "train",
+        eval_uri: str = "",
+        eval_split: str = "validation",
+        test_uri: str = "",
+        test_split: str = "",
         eval_fraction: float = 0.2,
         split_seed: int = 42,
         preprocess_config: dict = {},  # noqa: B006 (KFP needs literal defaults)
@@ -104,9 +118,14 @@ def build_pipeline(target: str = "cpu", gpu: GpuTarget | None = None):
         # {"members": [{"kind": "bm25"}, {"kind": "dense", "epochs": 3}], "fusion": "rrf"}
         retriever_options: dict = {},  # noqa: B006 (KFP needs literal defaults)
         top_k: int = 20,
+        # Masked-language-model pre-training on the passages before the readers (odqa.reader.pretrain).
+        pretrain: bool = False,
+        pretrain_config: dict = {},  # noqa: B006 (KFP needs literal defaults)
         reader_model: str = "",
         epochs: float = 5.0,
         reader_configs: list = [{"hidden_size": 128, "num_layers": 2, "num_heads": 2, "num_threads": 2}],  # noqa: B006 (KFP needs literal defaults)
+        # K > 1: every reader_configs item trained K times on K article folds, all ensembled.
+        folds: int = 1,
         score_mode: str = "prob_product",
         ensemble_config: dict = {},  # noqa: B006 (KFP needs literal defaults)
         tracking_uri: str = "http://mlflow.odqa.svc.cluster.local:5000",
@@ -115,6 +134,7 @@ def build_pipeline(target: str = "cpu", gpu: GpuTarget | None = None):
         model_name: str = "odqa",
         promotion_metric: str = "exact_match",
         promotion_margin: float = 0.0,
+        promotion_confidence: float = 0.95,
         # Nodes for one reader's training. This DAG trains on one node (gpus_per_node GPUs there, a compile
         # option); more nodes: the Kubeflow Trainer TrainJob in manifests/trainer/ (same entry point).
         trainer_nodes: int = 1,
@@ -125,11 +145,17 @@ def build_pipeline(target: str = "cpu", gpu: GpuTarget | None = None):
             run_name=run_name,
             params={
                 "data_uri": data_uri,
+                "corpus_uri": corpus_uri,
+                "train_uri": train_uri,
+                "eval_uri": eval_uri,
+                "test_uri": test_uri,
                 "retriever_kind": retriever_kind,
                 "analyzer": analyzer,
                 "top_k": top_k,
                 "reader_model": reader_model,
                 "epochs": epochs,
+                "pretrain": pretrain,
+                "folds": folds,
                 "score_mode": score_mode,
                 "promotion_metric": promotion_metric,
                 "promotion_margin": promotion_margin,
@@ -139,7 +165,17 @@ def build_pipeline(target: str = "cpu", gpu: GpuTarget | None = None):
         track = {"mlflow_run": start.outputs["mlflow_run"]}
 
         data = stages.prepare_data(
-            source_uri=data_uri, eval_fraction=eval_fraction, split_seed=split_seed, **track
+            data_uri=data_uri,
+            corpus_uri=corpus_uri,
+            train_uri=train_uri,
+            train_split=train_split,
+            eval_uri=eval_uri,
+            eval_split=eval_split,
+            test_uri=test_uri,
+            test_split=test_split,
+            eval_fraction=eval_fraction,
+            split_seed=split_seed,
+            **track,
         )
         _resources(data, "1", "2Gi", cache=False)
         _s3_data(data)
@@ -176,12 +212,29 @@ def build_pipeline(target: str = "cpu", gpu: GpuTarget | None = None):
         _resources(ret, "2", "4Gi")
         _elasticsearch(ret)
 
+        mlm = pretrain_component(
+            passages=prep.outputs["passages"], enabled=pretrain, config=pretrain_config, **track
+        )
+        _resources(mlm, "4", "16Gi")
+        on_gpu(mlm, 1)
+
+        plan = stages.reader_plan(
+            train_qa=aug.outputs["augmented_qa"],
+            reader_configs=reader_configs,
+            folds=folds,
+            seed=split_seed,
+            **track,
+        )
+        _resources(plan, "1", "2Gi")
+
         # Pipeline parameters inside a dict literal reach the component as strings: only string fields here.
         predict_config = {"score_mode": score_mode}
-        with dsl.ParallelFor(reader_configs, name="readers") as reader_config:
+        with dsl.ParallelFor(plan.outputs["Output"], name="readers") as reader_config:
             train = train_component(
                 train_qa=aug.outputs["augmented_qa"],
                 passages=prep.outputs["passages"],
+                pretrained=mlm.outputs["model"],
+                fold_data=plan.outputs["fold_data"],
                 reader_model=reader_model,
                 epochs=epochs,
                 config=reader_config,
@@ -193,7 +246,8 @@ def build_pipeline(target: str = "cpu", gpu: GpuTarget | None = None):
             on_gpu(train, gpu.gpus_per_node)
             # A preempted or OOM-killed pod is retried; with checkpoint_every set the retry resumes (see
             # components.train_reader).
-            train.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
+            if retries:
+                train.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
 
             pred = predict_component(
                 reader=train.outputs["reader"],
@@ -208,6 +262,20 @@ def build_pipeline(target: str = "cpu", gpu: GpuTarget | None = None):
             members=dsl.Collected(pred.outputs["predictions"]), config=ensemble_config, **track
         )
         _resources(ens, "1", "2Gi")
+
+        # Not under dsl.If(test_uri != ""): kfp 2.17 cannot pass a dsl.Collected artifact list into a
+        # condition group (its compiler types it as a parameter). With no test set the stage writes nothing.
+        test = stages.answer_test(
+            index=idx.outputs["index"],
+            test_qa=data.outputs["test_qa"],
+            readers=dsl.Collected(train.outputs["reader"]),
+            predict_config=predict_config,
+            ensemble_config=ensemble_config,
+            top_k=top_k,
+            **track,
+        )
+        _resources(test, "2", "8Gi")
+        _elasticsearch(test)
 
         ev = stages.evaluate(
             eval_qa=data.outputs["eval_qa"],
@@ -230,6 +298,7 @@ def build_pipeline(target: str = "cpu", gpu: GpuTarget | None = None):
             model_name=model_name,
             promotion_metric=promotion_metric,
             promotion_margin=promotion_margin,
+            promotion_confidence=promotion_confidence,
             **track,
         )
         _resources(reg, "1", "4Gi", cache=False)

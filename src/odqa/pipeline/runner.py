@@ -9,7 +9,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,12 @@ def pipeline_arguments(params: dict[str, Any]) -> dict[str, Any]:
     return renamed
 
 
-def load_pipeline():
-    """The pipeline function (imports kfp, so only when needed)."""
-    from odqa.pipeline.dag import odqa_pipeline
+def load_pipeline(local: bool = False):
+    """The pipeline function (imports kfp, so only when needed); `local`: the variant the kfp local runner
+    runs (no retry policy)."""
+    from odqa.pipeline.dag import build_pipeline, odqa_pipeline
 
-    return odqa_pipeline
+    return build_pipeline("cpu", retries=False) if local else odqa_pipeline
 
 
 def default_target() -> str:
@@ -229,7 +231,8 @@ def check_kfp_host(host: str) -> None:
 
 
 class _LogTee:
-    """stdout that also goes to a log file, keeping the last lines to find a failed stage's error."""
+    """stdout that also goes to a log file, keeping the last lines to find a failed stage's error. A
+    stage's traceback goes to the log only: the user gets its last line, once, from the CLI."""
 
     def __init__(self, stream, log_path: Path, keep: int = 400):
         import collections
@@ -238,14 +241,27 @@ class _LogTee:
         self.log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
         self.lines: collections.deque[str] = collections.deque(maxlen=keep)
         self._partial = ""
+        self._in_traceback = False
 
     def write(self, text: str) -> int:
-        self.stream.write(text)
         self.log.write(text)
         self._partial += text
         *done, self._partial = self._partial.split("\n")
         self.lines.extend(done)
+        for line in done:
+            self._show(line)
         return len(text)
+
+    def _show(self, line: str) -> None:
+        import re
+
+        bare = re.sub(_ANSI, "", line).strip()
+        if bare.startswith("Traceback (most recent call last):"):
+            self._in_traceback = True
+        if not self._in_traceback:
+            self.stream.write(line + "\n")
+        elif re.match(_ERROR_LINE, bare):
+            self._in_traceback = False
 
     def flush(self) -> None:
         self.stream.flush()
@@ -259,6 +275,7 @@ class _LogTee:
 
 
 _ANSI = "\x1b\\[[0-9;]*m"
+_ERROR_LINE = r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Interrupt|Exit)): (.+)$"
 
 
 def stage_failure(message: str, lines: list[str]) -> tuple[str, str]:
@@ -271,12 +288,59 @@ def stage_failure(message: str, lines: list[str]) -> tuple[str, str]:
     task = found.group(1) if found else "?"
     error = ""
     for line in reversed([re.sub(_ANSI, "", x).strip() for x in lines]):
-        match = re.match(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$", line)
+        match = re.match(_ERROR_LINE, line)
         if match:
             name, text = match.groups()
             error = text if name == "InputError" else f"{name}: {text}"
             break
     return task, error or "see the log"
+
+
+DATA_URI_PARAMETERS = ("data_uri", "corpus_uri", "train_uri", "eval_uri", "test_uri")
+
+
+def _absolute_data_paths(params: dict[str, Any]) -> dict[str, str]:
+    """Local paths among the data parameters as absolute paths: the stages do not run in the caller's
+    working directory. URIs (s3://, https://, file://) stay as given."""
+    from urllib.parse import urlparse
+
+    return {
+        name: str(Path(value).expanduser().resolve())
+        for name in DATA_URI_PARAMETERS
+        if isinstance(value := params.get(name), str) and value and not urlparse(value).scheme
+    }
+
+
+def _orchestrator_log_to(log) -> Callable[[], None]:
+    """Route the kfp local orchestrator's own log records ("Skipping task ...", workspace clean-up: it logs
+    on the root logger) to the run's log file instead of the terminal; returns the undo."""
+    import logging
+
+    def from_kfp(record: logging.LogRecord) -> bool:
+        return f"{os.sep}kfp{os.sep}local{os.sep}" in record.pathname
+
+    class _Quiet(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not from_kfp(record)
+
+    class _ToLog(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if from_kfp(record):
+                log.write(self.format(record) + "\n")
+
+    root = logging.getLogger()
+    quiet, to_log = _Quiet(), _ToLog()
+    handlers = list(root.handlers)
+    for handler in handlers:
+        handler.addFilter(quiet)
+    root.addHandler(to_log)
+
+    def undo() -> None:
+        root.removeHandler(to_log)
+        for handler in handlers:
+            handler.removeFilter(quiet)
+
+    return undo
 
 
 def run_local(config: LocalRunConfig) -> LocalRunResult:
@@ -294,6 +358,7 @@ def run_local(config: LocalRunConfig) -> LocalRunResult:
         raise InputError(f"unknown pipeline parameter(s) {unknown}; known: {sorted(types)}")
     # KFP checks argument types strictly: an int given for a float parameter is an error there.
     given = {k: float(v) if types[k] is float and isinstance(v, int) else v for k, v in named.items()}
+    given.update(_absolute_data_paths(given))
     runs_dir = Path(config.runs_dir).resolve()
     if runs_dir.exists() and not runs_dir.is_dir():
         raise InputError("--runs-dir: exists and is not a folder", path=config.runs_dir)
@@ -313,15 +378,19 @@ def run_local(config: LocalRunConfig) -> LocalRunResult:
     started = time.perf_counter()
     log_path = run_dir / PIPELINE_LOG_FILE
     tee = _LogTee(sys.stdout, log_path)
+    orchestrator_log = _orchestrator_log_to(tee.log)
     try:
-        with contextlib.redirect_stdout(tee):
-            load_pipeline()(**params)
+        with contextlib.redirect_stdout(tee), warnings.catch_warnings():
+            # kfp's local runner warns, for every task, that resources and the image are ignored locally.
+            warnings.filterwarnings("ignore", module=r"kfp\.local\..*")
+            load_pipeline(local=True)(**params)
     except RuntimeError as e:
         if "finished with status" not in str(e):
             raise
         task, error = stage_failure(str(e), list(tee.lines))
         raise InputError(f"stage {task} failed: {error} (log: {log_path})") from None
     finally:
+        orchestrator_log()
         tee.close()
     seconds = time.perf_counter() - started
     parent = _find_parent_run(tracking_uri, params.get("experiment", "odqa"), params["run_name"])

@@ -7,10 +7,11 @@ from typing import Literal, get_args
 from pydantic import Field, field_validator, model_validator
 
 from odqa.config import StageConfig
-from odqa.schema import READER_CONFIG_FILE
+from odqa.schema import PRETRAIN_INFO_FILE, READER_CONFIG_FILE
 
 __all__ = [
-    "NULL_SCORE_MODES", "PRECISIONS", "READER_CONFIG_FILE", "SCORE_MODES", "PredictConfig", "ReaderSettings", "ReaderTrainConfig",
+    "NULL_SCORE_MODES", "PRECISIONS", "PRETRAIN_INFO_FILE", "READER_CONFIG_FILE", "SCORE_MODES", "FoldsConfig", "PredictConfig", "PretrainConfig",
+    "ReaderSettings", "ReaderTrainConfig", "ScratchModelFields",
 ]  # fmt: skip
 
 ScoreMode = Literal["prob_product", "logit_sum"]
@@ -28,6 +29,9 @@ def _check_device(value: str) -> str:
         return text
     raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
 
+
+# Written by odqa.reader.pretrain beside the model (its config and training summary); a reader started
+# from such a folder keeps question_overlap when the model has the third token type for it.
 
 DEVICE_HELP = "auto (cuda if available, else mps, else cpu), cpu, cuda, cuda:N or mps"
 
@@ -59,15 +63,17 @@ class WindowFields(StageConfig):
         return min(self.max_question_tokens, self.max_length - 3 - self.doc_stride - 1)
 
 
-class ReaderTrainConfig(WindowFields):
-    renamed_keys = {"threads": "num_threads"}
+class ScratchModelFields(StageConfig):
+    """A BERT built from scratch with a vocabulary learned from the corpus: declared once for the reader
+    (ReaderTrainConfig) and for masked-language-model pre-training (PretrainConfig)."""
 
-    reader_model: str | None = Field(
-        None,
-        description="Hugging Face checkpoint (hub name or folder) to fine-tune (none: a small BERT trained "
-        "from scratch with a WordPiece vocabulary learned from the corpus)",
-    )
     vocab_size: int = Field(8000, ge=100, description="from scratch: WordPiece vocabulary size")
+    # Measured on KorQuAD dev (docs/reader-recipe.md): answers on token boundaries 77 % -> 99 %.
+    morpheme_vocab: bool = Field(
+        True,
+        description="from scratch: learn the vocabulary from Kiwi morphemes, so particles and endings are "
+        "tokens of their own and answers start and end on token boundaries",
+    )
     hidden_size: int = Field(128, ge=1, description="from scratch: hidden size")
     num_layers: int = Field(2, ge=1, description="from scratch: transformer layers")
     num_heads: int = Field(2, ge=1, description="from scratch: attention heads")
@@ -75,6 +81,16 @@ class ReaderTrainConfig(WindowFields):
         None, ge=1, description="from scratch: feed-forward size (none: 4 x hidden_size)"
     )
     dropout: float = Field(0.1, ge=0, lt=1, description="from scratch: dropout probability")
+
+
+class ReaderTrainConfig(WindowFields, ScratchModelFields):
+    renamed_keys = {"threads": "num_threads"}
+
+    reader_model: str | None = Field(
+        None,
+        description="Hugging Face checkpoint (hub name or folder, e.g. an odqa pretrain output) to fine-tune "
+        "(none: a small BERT trained from scratch with a WordPiece vocabulary learned from the corpus)",
+    )
     question_overlap: bool = Field(
         True,
         description="from scratch only: mark context tokens that also occur in the question "
@@ -200,3 +216,52 @@ class ReaderSettings(WindowFields):
     # Label-free, so identical at inference; it lets a small reader trained from scratch find the
     # sentence the question talks about. Needs a model with type_vocab_size 3.
     question_overlap: bool = Field(False, description="mark context tokens that also occur in the question")
+
+
+class PretrainConfig(ScratchModelFields):
+    """Masked-language-model training on the corpus' passages (odqa.reader.pretrain)."""
+
+    base_model: str | None = Field(
+        None,
+        description="Hugging Face checkpoint folder to continue (task-adaptive pre-training; none: a small "
+        "BERT from scratch with a vocabulary learned from the passages)",
+    )
+    question_overlap: bool = Field(
+        True,
+        description="from scratch: give the model a third token type, so a reader started from it can mark "
+        "context tokens that occur in the question (ReaderTrainConfig.question_overlap)",
+    )
+    max_length: int = Field(256, ge=8, description="tokens per training sequence (passages are concatenated)")
+    mlm_probability: float = Field(0.15, gt=0, lt=1, description="share of tokens masked")
+    whole_word_masking: bool = Field(
+        False, description="mask every token of a Kiwi morpheme together (not single word pieces)"
+    )
+    epochs: float = Field(3.0, gt=0, description="passes over the sequences")
+    max_steps: int | None = Field(
+        None, ge=1, description="stop after this many steps when fewer than the epochs take (none: no cap)"
+    )
+    batch_size: int = Field(32, ge=1, description="sequences per optimizer step (all grad_accum passes)")
+    learning_rate: float = Field(1e-3, gt=0, description="peak AdamW learning rate")
+    warmup_ratio: float = Field(0.1, ge=0, le=1, description="share of steps with a linear warm-up")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    seed: int = Field(42, description="random seed")
+    num_threads: int | None = Field(None, ge=1, description="torch threads (none: torch's default)")
+    log_every: int = Field(25, ge=1, description="steps between loss log lines")
+    device: str = Field("auto", description=DEVICE_HELP)
+    precision: Precision = Field(
+        "auto",
+        description="fp32, bf16, fp16 (CUDA, with a gradient scaler); auto: bf16 on CUDA that supports it",
+    )
+    grad_accum: int = Field(1, ge=1, description="split each step's batch into this many forward passes")
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device(cls, value):
+        return _check_device(value)
+
+
+class FoldsConfig(StageConfig):
+    """k-fold training data for a reader ensemble (odqa.reader.folds)."""
+
+    folds: int = Field(3, ge=2, description="number of folds: reader k trains on every fold but k")
+    seed: int = Field(42, description="seed of the article shuffle before the folds are cut")

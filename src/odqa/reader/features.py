@@ -14,7 +14,9 @@ from odqa.errors import InputError
 from odqa.reader.config import ReaderSettings
 from odqa.schema import QAExample
 
-__all__ = ["InferenceFeature", "ReaderSettings", "cls_position", "inference_features", "train_features"]
+__all__ = [
+    "InferenceFeature", "ReaderSettings", "cls_position", "inference_features", "token_alignment", "train_features",
+]  # fmt: skip
 
 
 def reader_context(title: str, context: str, title_prefix: bool) -> tuple[str, int]:
@@ -186,3 +188,22 @@ def inference_features(
             InferenceFeature(pair_index, inputs, span_offsets, cls_position(tokenizer, inputs["input_ids"]))
         )
     return features
+
+
+def token_alignment(tokenizer, examples: list[QAExample], title_prefix: bool = False) -> float:
+    """Share of answerable examples whose first answer starts and ends on token boundaries of its
+    context: an exact-match ceiling no reader with this tokenizer can pass (before particle trimming)."""
+    bounds: dict[str, tuple[set[int], set[int]]] = {}
+    aligned = total = 0
+    for ex in examples:
+        if not ex.is_answerable:
+            continue
+        ctx, shift = reader_context(ex.title, ex.context, title_prefix)
+        if ctx not in bounds:
+            offsets = tokenizer(ctx, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            bounds[ctx] = ({s for s, _ in offsets}, {e for _, e in offsets})
+        starts, ends = bounds[ctx]
+        start = ex.answers["answer_start"][0] + shift
+        total += 1
+        aligned += start in starts and start + len(ex.answers["text"][0]) in ends
+    return aligned / total if total else float("nan")

@@ -327,6 +327,8 @@ def select_answers(
             candidates[qi].append(
                 {
                     "text": hit.text[span["start_char"] : span["end_char"]],
+                    # where the answer starts in the passage: trimming particles keeps the start
+                    "start_char": span["start_char"],
                     "score": span_score(span, config.score_mode, retrieval_prob, ranking_null),
                     "start_logit": span["start_logit"],
                     "end_logit": span["end_logit"],

@@ -105,7 +105,13 @@ def _build_model(config: ReaderTrainConfig, examples: list[QAExample], corpus_pa
 
 
 def _scratch_tokenizer(config: ReaderTrainConfig, examples: list[QAExample], corpus_path):
-    return train_wordpiece_tokenizer(_corpus_texts(corpus_path, examples), None, vocab_size=config.vocab_size)
+    return train_wordpiece_tokenizer(
+        _corpus_texts(corpus_path, examples),
+        None,
+        vocab_size=config.vocab_size,
+        morphemes=config.morpheme_vocab,
+        num_workers=config.num_threads or -1,
+    )
 
 
 def _scratch_config(config: ReaderTrainConfig, tokenizer) -> BertConfig:
@@ -179,8 +185,32 @@ def _settings(config: ReaderTrainConfig) -> ReaderSettings:
         doc_stride=config.doc_stride,
         title_prefix=config.title_prefix,
         max_question_tokens=config.max_question_tokens,
-        question_overlap=config.question_overlap and not config.reader_model,
+        question_overlap=config.question_overlap and (not config.reader_model or _overlap_ready(config)),
     )
+
+
+def _overlap_ready(config: ReaderTrainConfig) -> bool:
+    """An odqa pretrain output with a third token type: the question-overlap feature has its embedding
+    (a hub checkpoint's type embeddings mean sentence A/B, so the feature stays off there)."""
+    from odqa.reader.config import PRETRAIN_INFO_FILE
+
+    folder = Path(config.reader_model)
+    if not (folder / PRETRAIN_INFO_FILE).is_file() or not (folder / "config.json").is_file():
+        return False
+    from odqa.io import read_json
+
+    model_config = read_json(folder / "config.json")
+    return isinstance(model_config, dict) and int(model_config.get("type_vocab_size", 0) or 0) >= 3
+
+
+def _check_positions(model, config: ReaderTrainConfig) -> None:
+    """Windows longer than the model's position table fail deep in the forward pass: say so up front."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(limit, int) and limit < config.max_length:
+        raise InputError(
+            f"max_length {config.max_length} is longer than {config.reader_model}'s "
+            f"{limit} positions: lower --max-length"
+        )
 
 
 def _checkpoint_root(config: ReaderTrainConfig, out_dir: Path) -> Path:
@@ -252,6 +282,7 @@ def _train_reader(
             tokenizer = _scratch_tokenizer(config, examples, corpus_path) if procs.is_main else None
             tokenizer = _share_tokenizer(procs, tokenizer)
             model = _scratch_model(config, tokenizer)
+        _check_positions(model, config)
         features = train_features(examples, tokenizer, settings, path=train_qa_path)
         facts.update(examples=len(examples), features=len(features))
         uses_root = config.checkpoint_every is not None or eval_examples is not None

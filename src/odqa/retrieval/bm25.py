@@ -5,14 +5,18 @@ already analyzed (benchmarks, batch retrieval), `search` analyzes raw questions 
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 import bm25s
 import numpy as np
 import scipy.sparse
+from bm25s.scoring import _select_idf_scorer, _select_tfc_scorer
 from pydantic import Field, ValidationInfo, field_validator
 
 from odqa.config import StageConfig
@@ -21,7 +25,14 @@ from odqa.errors import InputError
 from odqa.io import atomic_dir, write_json, write_jsonl
 from odqa.retrieval.base import INDEX_KIND, load_retriever_config, saved_retriever_config
 from odqa.schema import PASSAGES_FILE, RETRIEVER_CONFIG_FILE, Hit, Passage
-from odqa.text.analyzers import ANALYZERS, Analyzer, make_analyzer, typed_analyzer_options
+from odqa.text.analyzers import (
+    ANALYZERS,
+    DEFAULT_CHUNK_SIZE,
+    Analyzer,
+    analyze_in_chunks,
+    make_analyzer,
+    typed_analyzer_options,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +42,7 @@ INDEX_INFO_KEYS = ("num_passages", "vocab_size")  # facts about the index in ret
 
 
 class BM25Config(StageConfig):
+    runtime_fields = frozenset({"num_threads", "chunk_size"})
     analyzer: str = Field(
         "kiwi+bigram", description="how text becomes terms: whitespace, bigram, kiwi or kiwi+bigram"
     )
@@ -48,6 +60,15 @@ class BM25Config(StageConfig):
     )
     title_prefix: bool = Field(
         True, description='index "title\\ntext": titles name the topic questions ask about'
+    )
+    num_threads: int = Field(
+        0,
+        ge=0,
+        description="processes that analyze the corpus at build time (0: every available core, a pod's "
+        "CPU limit included; a corpus of one chunk is analyzed in-process)",
+    )
+    chunk_size: int = Field(
+        DEFAULT_CHUNK_SIZE, ge=1, description="passages analyzed and indexed at a time (bounds build memory)"
     )
 
     @field_validator("analyzer")
@@ -88,9 +109,7 @@ class BM25Retriever:
         self._hit_fields = [(p.passage_id, p.document_id, p.title, p.text) for p in passages]
         # bm25s keeps a term-major sparse matrix of per-passage term scores: rows are terms.
         data, term_indices, indptr = (model.scores[key] for key in ("data", "indices", "indptr"))
-        self._term_scores = scipy.sparse.csr_matrix(
-            (data, term_indices, indptr), shape=(len(indptr) - 1, len(passages))
-        )
+        self._term_scores = _term_score_matrix(data, term_indices, indptr, len(passages))
 
     @classmethod
     def build(
@@ -98,22 +117,14 @@ class BM25Retriever:
     ) -> BM25Retriever:
         analyzer = config.make_analyzer()  # fail on a bad analyzer before the slow part
         passages = load_passages(passages_path)
-        start = time.perf_counter()
-        corpus_tokens = analyzer.analyze(
-            [passage_index_text(p, config.title_prefix) for p in passages], progress=True
-        )
-        analyzed = time.perf_counter()
-        model = bm25s.BM25(k1=config.k1, b=config.b, method=config.method)
-        model.index(corpus_tokens, show_progress=False)
-        logger.info(
-            "BM25 over %d passages: analysis %.1fs, indexing %.1fs, %d terms",
-            len(passages),
-            analyzed - start,
-            time.perf_counter() - analyzed,
-            len(model.vocab_dict),
-        )
         with atomic_dir(index_dir, kind=INDEX_KIND, force=force) as tmp:
-            model.save(str(tmp / BM25S_DIR), show_progress=False)
+            model = build_bm25s(
+                (passage_index_text(p, config.title_prefix) for p in passages),
+                analyzer,
+                config,
+                tmp / BM25S_DIR,
+                total=len(passages),
+            )
             write_jsonl(tmp / PASSAGES_FILE, (p.to_dict() for p in passages))
             info = dict(zip(INDEX_INFO_KEYS, (len(passages), len(model.vocab_dict)), strict=True))
             write_json(tmp / RETRIEVER_CONFIG_FILE, saved_retriever_config("bm25", config, **info))
@@ -124,7 +135,10 @@ class BM25Retriever:
         index_dir = Path(index_dir)
         config, _ = load_retriever_config(index_dir, "bm25", BM25Config, INDEX_INFO_KEYS)
         try:
-            model = bm25s.BM25.load(str(index_dir / BM25S_DIR), load_corpus=False, show_progress=False)
+            # Memory-mapped: the score arrays stay on disk and pages come in as queries touch them.
+            model = bm25s.BM25.load(
+                str(index_dir / BM25S_DIR), load_corpus=False, mmap=True, show_progress=False
+            )
         except (FileNotFoundError, ValueError, OSError) as e:
             raise InputError(f"damaged bm25 index: {e}", path=index_dir / BM25S_DIR) from None
         passages = load_passages(index_dir / PASSAGES_FILE)
@@ -192,3 +206,159 @@ class BM25Retriever:
 
     def search(self, queries: list[str], top_k: int) -> list[list[Hit]]:
         return self.hits(*self.search_tokens(self.analyze_queries(queries), top_k))
+
+
+# ---------------------------------------------------------------- building at scale
+
+
+def _term_score_matrix(data: np.ndarray, term_indices: np.ndarray, indptr: np.ndarray, n_docs: int):
+    """bm25s's arrays as a (terms x passages) CSR matrix without copying them. scipy needs indices and
+    indptr of one dtype and would copy a memory-mapped int32 `indices` to int64 to match bm25s's int64
+    `indptr` (and read every index to check it): a small int32 indptr is used instead wherever every
+    offset fits, and the arrays are assigned as they are."""
+    shape = (len(indptr) - 1, n_docs)
+    if term_indices.dtype == np.int32 and len(data) < np.iinfo(np.int32).max:
+        matrix = scipy.sparse.csr_matrix(shape, dtype=data.dtype)
+        matrix.data, matrix.indices, matrix.indptr = data, term_indices, indptr.astype(np.int32)
+        return matrix
+    return scipy.sparse.csr_matrix((data, term_indices, indptr), shape=shape)
+
+
+def build_bm25s(
+    texts: Iterable[str],
+    analyzer: Analyzer,
+    config: BM25Config,
+    out_dir: Path,
+    total: int | None = None,
+    stats: dict[str, Any] | None = None,
+) -> bm25s.BM25:
+    """A bm25s index of `texts` written to `out_dir` (bm25s's own folder layout, so `bm25s.BM25.load`
+    reads it), returned loaded memory-mapped.
+
+    Equal, array for array, to `bm25s.BM25(...).index(analyzer.analyze(texts))` (same formulas, same
+    float32 rounding) except that term ids are numbered in order of first appearance, but it never holds
+    the corpus's terms: pass 1 analyzes `config.chunk_size` texts at a time (in `config.num_threads`
+    processes) and spills each chunk's (term id, term frequency) pairs to disk while counting document
+    frequencies; pass 2 scores each chunk and writes it straight into memory-mapped CSC arrays. Memory
+    is the vocabulary plus one chunk, not the corpus. `stats`, when given, receives the analysis and
+    index seconds and the vocabulary and postings counts."""
+    started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spill = out_dir / ".chunks"
+    spill.mkdir()
+    vocab: dict[str, int] = {}
+    doc_freq = np.zeros(0, dtype=np.int64)
+    lengths: list[np.ndarray] = []
+    n_chunks = 0
+    chunks = analyze_in_chunks(
+        analyzer, texts, config.chunk_size, config.num_threads, progress=True, total=total
+    )
+    for chunk in chunks:
+        lookup = vocab.setdefault
+        remap = np.fromiter(
+            (lookup(t, len(vocab)) for t in chunk.terms), dtype=np.int64, count=len(chunk.terms)
+        )
+        term_ids = remap[chunk.ids]
+        doc_lengths = np.diff(chunk.offsets)
+        local_doc = np.repeat(np.arange(len(chunk), dtype=np.int64), doc_lengths)
+        # one entry per (passage, term) with its count, passage-major, as bm25s's Counter per passage
+        pairs, tf = np.unique((local_doc << 32) | term_ids, return_counts=True)
+        terms = (pairs & 0xFFFFFFFF).astype(np.int32)
+        per_doc = np.bincount(pairs >> 32, minlength=len(chunk)).astype(np.int32)
+        np.save(spill / f"{n_chunks}.terms.npy", terms)
+        np.save(spill / f"{n_chunks}.tf.npy", tf.astype(np.int32))
+        np.save(spill / f"{n_chunks}.per_doc.npy", per_doc)
+        if len(doc_freq) < len(vocab):
+            doc_freq = np.concatenate([doc_freq, np.zeros(len(vocab) - len(doc_freq), dtype=np.int64)])
+        doc_freq += np.bincount(terms, minlength=len(vocab))
+        lengths.append(doc_lengths)
+        n_chunks += 1
+    analyzed = time.perf_counter()
+    doc_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+    n_docs, n_vocab = len(doc_lengths), len(vocab)
+    avg_doc_len = doc_lengths.mean()  # as bm25s: a float64 mean of the integer lengths
+
+    model = bm25s.BM25(k1=config.k1, b=config.b, method=config.method)
+    idf_fn, tfc_fn = _select_idf_scorer(model.idf_method), _select_tfc_scorer(model.method)
+    # bm25s computes each idf with math.log and stores it as float32; the same here, term by term.
+    idf64 = np.fromiter(
+        (idf_fn(int(df), N=n_docs) for df in doc_freq.tolist()), dtype=np.float64, count=n_vocab
+    )
+    idf = idf64.astype(model.dtype)
+    nonoccurrence = None
+    if model.method in model.methods_requiring_nonoccurrence:
+        tfc0 = tfc_fn(
+            tf_array=0, l_d=avg_doc_len, l_avg=avg_doc_len, k1=model.k1, b=model.b, delta=model.delta
+        )
+        nonoccurrence = (idf64 * tfc0).astype(model.dtype)
+
+    indptr = np.zeros(n_vocab + 1, dtype=np.int64)
+    np.cumsum(doc_freq, out=indptr[1:])
+    nnz = int(indptr[-1])
+    data = np.lib.format.open_memmap(
+        out_dir / "data.csc.index.npy", mode="w+", dtype=model.dtype, shape=(nnz,)
+    )
+    rows = np.lib.format.open_memmap(
+        out_dir / "indices.csc.index.npy", mode="w+", dtype=model.int_dtype, shape=(nnz,)
+    )
+    filled = np.zeros(n_vocab, dtype=np.int64)
+    first_doc = 0
+    for n in range(n_chunks):
+        terms = np.load(spill / f"{n}.terms.npy")
+        tf = np.load(spill / f"{n}.tf.npy").astype(model.dtype)
+        per_doc = np.load(spill / f"{n}.per_doc.npy")
+        docs = np.repeat(np.arange(first_doc, first_doc + len(per_doc), dtype=np.int64), per_doc)
+        first_doc += len(per_doc)
+        # the very expression bm25s evaluates per passage (float32 tf, integer length, float64 mean)
+        tfc = tfc_fn(
+            tf_array=tf, l_d=doc_lengths[docs], l_avg=avg_doc_len, k1=model.k1, b=model.b, delta=model.delta
+        )
+        scores = idf[terms] * tfc
+        if nonoccurrence is not None:
+            scores -= nonoccurrence[terms]
+        # CSC order: by term, then by passage (stable sort keeps the passage order within a term)
+        order = np.argsort(terms, kind="stable")
+        sorted_terms = terms[order]
+        counts = np.bincount(sorted_terms, minlength=n_vocab)
+        group_start = np.cumsum(counts) - counts
+        rank = np.arange(len(order), dtype=np.int64) - group_start[sorted_terms]
+        positions = indptr[sorted_terms] + filled[sorted_terms] + rank
+        data[positions] = scores[order]
+        rows[positions] = docs[order]
+        filled += counts
+    data.flush()
+    rows.flush()
+    del data, rows
+    shutil.rmtree(spill)
+    np.save(out_dir / "indptr.csc.index.npy", indptr)
+    if nonoccurrence is not None:
+        np.save(out_dir / "nonoccurrence_array.index.npy", nonoccurrence)
+    if "" not in vocab:  # bm25s's pseudo-term for empty queries, past the last real term
+        vocab[""] = n_vocab
+    (out_dir / "vocab.index.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    params = {
+        "k1": model.k1,
+        "b": model.b,
+        "delta": model.delta,
+        "method": model.method,
+        "idf_method": model.idf_method,
+        "dtype": model.dtype,
+        "int_dtype": model.int_dtype,
+        "num_docs": n_docs,
+        "version": bm25s.__version__,
+        "backend": model.backend,
+    }
+    (out_dir / "params.index.json").write_text(json.dumps(params, indent=4), encoding="utf-8")
+    if stats is not None:
+        stats.update(
+            analysis_s=analyzed - started, index_s=time.perf_counter() - analyzed, vocab=n_vocab, postings=nnz
+        )
+    logger.info(
+        "BM25 over %d passages: analysis %.1fs, indexing %.1fs, %d terms, %d postings",
+        n_docs,
+        analyzed - started,
+        time.perf_counter() - analyzed,
+        n_vocab,
+        nnz,
+    )
+    return bm25s.BM25.load(str(out_dir), load_corpus=False, mmap=True, show_progress=False)

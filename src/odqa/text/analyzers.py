@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import logging
+import multiprocessing
 import os
 import re
 import unicodedata
 from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
+import numpy as np
 from pydantic import BeforeValidator
 
 from odqa.errors import InputError
@@ -178,3 +185,134 @@ def analyzer_from_config(config: dict[str, Any]) -> Analyzer:
         raise InputError(f"analyzer config has no 'name': {config!r}")
     options = dict(config)
     return make_analyzer(options.pop("name"), **options)
+
+
+# ---------------------------------------------------------------- corpus-scale analysis
+
+DEFAULT_CHUNK_SIZE = 4096  # texts per chunk: a few MB of terms in flight per process
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
+
+
+@dataclass
+class TermIds:
+    """A chunk of analyzed texts as compact arrays instead of Python lists of strings (which cost about
+    60 bytes a term): text i's terms are `terms[ids[offsets[i]:offsets[i + 1]]]`, in order, repeats kept.
+    `terms` is the chunk's own vocabulary, in order of first appearance."""
+
+    terms: list[str]
+    ids: np.ndarray  # int32
+    offsets: np.ndarray  # int64, one more than the texts
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @classmethod
+    def from_terms(cls, analyzed: list[list[str]]) -> TermIds:
+        vocab: dict[str, int] = {}
+        lookup = vocab.setdefault
+        flat = [lookup(t, len(vocab)) for terms in analyzed for t in terms]
+        offsets = np.zeros(len(analyzed) + 1, dtype=np.int64)
+        np.cumsum([len(terms) for terms in analyzed], out=offsets[1:])
+        return cls(list(vocab), np.asarray(flat, dtype=np.int32), offsets)
+
+    def to_terms(self) -> list[list[str]]:
+        terms = self.terms
+        ids = self.ids.tolist()
+        return [[terms[i] for i in ids[a:b]] for a, b in itertools.pairwise(self.offsets.tolist())]
+
+
+def _analyze_chunk(config: dict[str, Any], texts: list[str]) -> TermIds:
+    """Worker side of analyze_in_chunks: one analyzer per process (Kiwi on one thread: the processes
+    are the parallelism), cached across chunks."""
+    return TermIds.from_terms(_worker_analyzer(tuple(sorted(_hashable(config).items()))).analyze(texts))
+
+
+def _hashable(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_analyzer(items: tuple) -> Analyzer:
+    options = dict(items)
+    name = options.pop("name")
+    if "num_workers" in {f.name for f in dataclasses.fields(ANALYZERS[name])}:
+        options["num_workers"] = 1
+    return make_analyzer(name, **options)
+
+
+def available_cpus() -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a Kubernetes pod's
+    CPU limit), which os.cpu_count() ignores: a pod limited to 2 cores on a 64-core node must not start
+    64 analysis processes."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = CGROUP_CPU_MAX.read_text(encoding="ascii").split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, int(int(quota) / int(period) + 0.5)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def resolve_num_threads(num_threads: int) -> int:
+    """Worker processes to use: 0 means every available core (available_cpus); 1 inside a daemonic
+    process (a multiprocessing.Pool worker), which may not start processes of its own."""
+    if multiprocessing.current_process().daemon:
+        return 1
+    return num_threads if num_threads > 0 else available_cpus()
+
+
+def analyze_in_chunks(
+    analyzer: Analyzer,
+    texts: Iterable[str],
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    num_threads: int = 1,
+    progress: bool = False,
+    total: int | None = None,
+) -> Iterator[TermIds]:
+    """Analyze a corpus `chunk_size` texts at a time, yielding each chunk's TermIds in text order, so a
+    caller never holds the whole corpus's terms. With num_threads > 1 (0: every core) the chunks are
+    analyzed by that many worker processes (Python-level work such as bigrams and Kiwi's result
+    handling holds the GIL, so processes scale where threads do not); at most two chunks per process
+    are in flight. A corpus of one chunk is analyzed here, without starting processes."""
+    if chunk_size < 1:
+        raise InputError(f"chunk_size must be at least 1, got {chunk_size}")
+    workers = resolve_num_threads(num_threads)
+    chunks = _chunked(texts, chunk_size)
+    bar = progress_bar(total=total, desc=f"analyze ({analyzer.name})", unit="text", disable=not progress)
+    try:
+        first = next(chunks, None)
+        if first is None:
+            return
+        second = next(chunks, None)
+        if second is None or workers == 1:
+            for chunk in itertools.chain([first], [second] if second is not None else [], chunks):
+                yield TermIds.from_terms(analyzer.analyze(chunk))
+                bar.update(len(chunk))
+            return
+        config = analyzer.config()
+        # spawn, not fork: the parent may hold threads (Kiwi, torch, OpenMP) that fork would copy mid-state.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            pending: deque[tuple[Future, int]] = deque()
+            for chunk in itertools.chain([first, second], chunks):
+                pending.append((pool.submit(_analyze_chunk, config, chunk), len(chunk)))
+                if len(pending) >= 2 * workers:
+                    future, n = pending.popleft()
+                    yield future.result()
+                    bar.update(n)
+            while pending:
+                future, n = pending.popleft()
+                yield future.result()
+                bar.update(n)
+    finally:
+        bar.close()
+
+
+def _chunked(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(texts)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk

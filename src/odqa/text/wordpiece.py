@@ -19,13 +19,45 @@ log = logging.getLogger(__name__)
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
+def _add_continuations(tok: Tokenizer) -> None:
+    """Give every single character of the vocabulary its '##' form too. Learned from morpheme pieces,
+    a particle such as 은 may only ever start a piece, so '##은' is never learned, and WordPiece, which
+    reads whole eojeol at inference, would turn all of "세종대왕은" into [UNK]."""
+    vocab = tok.get_vocab()
+    missing = sorted(
+        f"##{t}" for t in vocab if len(t) == 1 and t not in SPECIAL_TOKENS and f"##{t}" not in vocab
+    )
+    if not missing:
+        return
+    extended = dict(vocab)
+    for piece in missing:
+        extended[piece] = len(extended)
+    tok.model = models.WordPiece(vocab=extended, unk_token="[UNK]", max_input_chars_per_word=100)
+    log.info("added %d '##' character continuations", len(missing))
+
+
 def train_wordpiece_tokenizer(
-    texts: Iterable[str], out_dir: str | Path | None = None, vocab_size: int = 8000, min_frequency: int = 2
+    texts: Iterable[str],
+    out_dir: str | Path | None = None,
+    vocab_size: int = 8000,
+    min_frequency: int = 2,
+    morphemes: bool = False,
+    num_workers: int = -1,
 ) -> PreTrainedTokenizerFast:
     """Train a BERT-style WordPiece tokenizer on `texts`; save it to `out_dir` when given.
 
+    `morphemes`: learn the vocabulary from Kiwi pieces (odqa.text.morphemes), so no token joins a word
+    and its particle or ending; on KorQuAD dev 99 % of answers then start and end on token boundaries,
+    against 77-83 % for whole eojeol (docs/reader-recipe.md). Only the vocabulary changes: the saved
+    tokenizer is the same plain WordPiece tokenizer, and reading text needs no Kiwi.
+    `num_workers`: Kiwi's threads (-1: all cores).
+
     The result round-trips through `save_pretrained` / `AutoTokenizer.from_pretrained`.
     """
+    if morphemes:
+        from odqa.text.morphemes import morpheme_pieces
+
+        texts = (" ".join(pieces) for pieces in morpheme_pieces(texts, num_workers=num_workers))
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
     tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -34,6 +66,8 @@ def train_wordpiece_tokenizer(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS, show_progress=False
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    if morphemes:
+        _add_continuations(tok)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -49,7 +83,7 @@ def train_wordpiece_tokenizer(
         mask_token="[MASK]",
         model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
-    log.info("trained WordPiece tokenizer: %d tokens", len(fast))
+    log.info("trained WordPiece tokenizer: %d tokens%s", len(fast), " (Kiwi morphemes)" if morphemes else "")
     if out_dir is not None:
         fast.save_pretrained(str(out_dir))
     return fast
