@@ -115,3 +115,21 @@ class Placement:
         if self.device.type == "cuda":
             out["device_name"] = torch.cuda.get_device_name(self.device)
         return out
+
+
+def optimizer_step(
+    model, optimizer, scheduler, scaler: torch.amp.GradScaler | None, max_norm: float = 1.0
+) -> None:
+    """One update after the step's backward passes, for the reader and pre-training alike: gradients
+    unscaled (fp16), clipped to `max_norm`, stepped through the scaler when there is one, then the
+    schedule advanced and the gradients cleared."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad()

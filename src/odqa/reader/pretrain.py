@@ -36,7 +36,7 @@ from odqa.errors import InputError
 from odqa.io import atomic_dir, check_output_dir, write_json
 from odqa.progress import progress_bar
 from odqa.reader.config import PRETRAIN_INFO_FILE, PretrainConfig
-from odqa.reader.device import Placement
+from odqa.reader.device import Placement, optimizer_step
 from odqa.reader.predict import torch_threads
 
 log = logging.getLogger(__name__)
@@ -307,16 +307,7 @@ def _train(config: PretrainConfig, model, tokenizer, sequences: list[dict], plac
                     loss = mlm_loss(model, batch) * (len(micro) / len(indices))
                 (scaler.scale(loss) if scaler is not None else loss).backward()
                 step_loss += float(loss.detach())
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
+            optimizer_step(model, optimizer, scheduler, scaler)
             step += 1
             window.append(step_loss)
             progress.update(1)

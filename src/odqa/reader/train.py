@@ -48,7 +48,7 @@ from odqa.io import OUTPUT_MARKER, atomic_dir, check_output_dir, write_json
 from odqa.progress import progress_bar
 from odqa.reader import checkpoint
 from odqa.reader.config import READER_CONFIG_FILE, ReaderTrainConfig
-from odqa.reader.device import Placement
+from odqa.reader.device import Placement, optimizer_step
 from odqa.reader.distributed import Processes
 from odqa.reader.features import ReaderSettings, train_features
 from odqa.reader.predict import pad_windows, torch_threads
@@ -550,16 +550,7 @@ def _train_loop(
                         **{k: v.to(device) for k, v in collate([order[0]]).items() if k in names}
                     )
                 ((dummy.start_logits.sum() + dummy.end_logits.sum()) * 0.0).backward()
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
+            optimizer_step(model, optimizer, scheduler, scaler)
             state["step"] += 1
             state["next_batch"] = b + config.batch_size
             state["window"].append(step_loss)
