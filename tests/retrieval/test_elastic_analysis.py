@@ -18,6 +18,8 @@ import pytest
 
 from odqa.retrieval.elastic import ANALYZER, SHINGLE_ANALYZER, ElasticsearchConfig, index_settings
 
+pytestmark = pytest.mark.integration  # compiles and starts a JVM
+
 JARS = [
     Path("/usr/share/java/lucene-core-8.7.0.jar"),
     Path("/usr/share/java/lucene-analyzers-common-8.7.0.jar"),
