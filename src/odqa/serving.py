@@ -210,6 +210,10 @@ def log_model(
         artifacts = {INDEX_ARTIFACT: str(index_dir), SETTINGS_ARTIFACT: str(settings_path)}
         for n, reader_dir in enumerate(readers):
             artifacts[f"{READER_ARTIFACT_PREFIX}{n:02d}"] = str(reader_dir)
+        # start_run refuses a run of another experiment than the process's active one (set by whatever
+        # logged before in this process): the run's own experiment is the one that counts.
+        experiment_id = mlflow.tracking.MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
+        mlflow.set_experiment(experiment_id=experiment_id)
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME_IN_RUN,
