@@ -131,22 +131,29 @@ class Bootstrap:
 def paired_bootstrap(
     challenger: list[float], champion: list[float], confidence: float, resamples: int, seed: int
 ) -> Bootstrap:
-    """Resample questions with replacement (both systems together) and take the quantiles of the mean
-    difference: `lower` is the (1 - confidence) quantile, the one-sided bound promotion checks."""
+    """scipy's percentile bootstrap of the mean per-question difference (both systems resampled together,
+    i.e. paired): `lower` is the one-sided bound at `confidence` that promotion checks, `upper` the
+    matching quantile on the other side."""
     import numpy as np
+    from scipy.stats import bootstrap
 
     diff = np.asarray(challenger, dtype=np.float64) - np.asarray(champion, dtype=np.float64)
     if diff.size == 0:
         raise ValueError("no shared questions to compare")
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    for start in range(0, resamples, 256):  # bounded memory: 256 resamples x questions at a time
-        n = min(256, resamples - start)
-        means[start : start + n] = diff[rng.integers(0, diff.size, size=(n, diff.size))].mean(axis=1)
+    result = bootstrap(
+        (diff,),
+        np.mean,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        alternative="greater",
+        batch=256,  # bounded memory: 256 resamples x questions at a time
+        rng=np.random.default_rng(seed),
+    )
     return Bootstrap(
         float(diff.mean()),
-        float(np.quantile(means, 1 - confidence)),
-        float(np.quantile(means, confidence)),
+        float(result.confidence_interval.low),
+        float(np.quantile(result.bootstrap_distribution, confidence)),
         confidence,
         resamples,
         int(diff.size),
