@@ -15,16 +15,6 @@ from odqa.pipeline.runner import LocalRunConfig, run_local
 
 pytestmark = pytest.mark.integration
 
-TINY_READER = {
-    "hidden_size": 32,
-    "num_layers": 1,
-    "num_heads": 2,
-    "vocab_size": 500,
-    "max_length": 128,
-    "doc_stride": 32,
-    "num_threads": 1,
-}
-
 
 def _only(run_dir, pattern):
     found = list(run_dir.glob(pattern))
@@ -32,7 +22,7 @@ def _only(run_dir, pattern):
     return found[0]
 
 
-def test_dag_on_competition_layout(competition_layout, tmp_path, capsys):
+def test_dag_on_competition_layout(competition_layout, tiny_reader, tmp_path):
     params = {
         "corpus_uri": str(competition_layout["corpus"]),
         "train_uri": str(competition_layout["train"]),
@@ -41,7 +31,7 @@ def test_dag_on_competition_layout(competition_layout, tmp_path, capsys):
         "analyzer": "bigram",
         "top_k": 3,
         "epochs": 1.0,
-        "reader_configs": [TINY_READER],
+        "reader_configs": [tiny_reader],
     }
     result = run_local(LocalRunConfig(str(tmp_path / "runs"), None, params))
     run_dir = result.run_dir

@@ -24,15 +24,6 @@ from odqa.pipeline.runner import LocalRunConfig, run_local
 
 pytestmark = pytest.mark.integration
 
-TINY_READER = {
-    "hidden_size": 32,
-    "num_layers": 1,
-    "num_heads": 2,
-    "vocab_size": 500,
-    "max_length": 128,
-    "doc_stride": 32,
-    "num_threads": 1,
-}
 STAGES = {
     "prepare_data",
     "preprocess",
@@ -107,9 +98,9 @@ def _start_mlflow_server(backend_uri: str) -> tuple[subprocess.Popen, str]:
     raise AssertionError("mlflow server did not answer /health")
 
 
-def test_local_dag_registers_promotes_and_serves(tiny_korquad, tmp_path):
+def test_local_dag_registers_promotes_and_serves(tiny_korquad, tiny_reader, tmp_path):
     runs_dir = tmp_path / "runs"
-    first = run_local(LocalRunConfig(str(runs_dir), None, _params(tiny_korquad, TINY_READER, epochs=3)))
+    first = run_local(LocalRunConfig(str(runs_dir), None, _params(tiny_korquad, tiny_reader, epochs=3)))
     uri = first.tracking_uri
     assert uri == tracking.sqlite_uri(runs_dir / "mlflow.db")
     c = tracking.client(uri)
@@ -162,7 +153,7 @@ def test_local_dag_registers_promotes_and_serves(tiny_korquad, tmp_path):
         # A reader trained for one step, which must beat the champion by more than the whole F1 scale:
         # whatever tiny scores both get, it cannot be promoted (worse-scores-never-promote is tested
         # exactly in test_tracking.py; this checks the DAG passes the margin through and records why).
-        worse_reader = {**TINY_READER, "max_steps": 1}
+        worse_reader = {**tiny_reader, "max_steps": 1}
         params = {**_params(tiny_korquad, worse_reader, epochs=1), "promotion_margin": 101.0}
         second = run_local(LocalRunConfig(str(runs_dir), url, params))
         cs = tracking.client(url)
