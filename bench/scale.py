@@ -16,7 +16,8 @@ Per size, each stage runs in its own child process (peak RSS = that child's VmHW
   question per call, 300 questions), batch queries/s over all questions, recall@1/@20 by gold document;
 - dense: a cheap encoder (hashed character bigrams, TF-weighted, projected to 128 dims by a fixed random
   Gaussian matrix, unit length; no training, so recall is a floor, and the FAISS costs depend only on
-  vectors x dimensions), FAISS flat and HNSW (M 32, efSearch 128) build, size, mmap load, latency.
+  vectors x dimensions), FAISS flat, HNSW (M 32, efSearch 128) and IVF-PQ (4 sqrt(n) lists, 16 bytes per
+  passage, nprobe 16) build, size, mmap load, latency.
 
 Then: one table, a log-log PNG of each cost against passages, the least-squares growth exponent of each
 cost (slope on log-log), and the stage that dominates at the largest size. `--analysis-speedup N`
@@ -156,7 +157,17 @@ def peak_rss_mb() -> float:
 def in_child(fn, *args) -> dict:
     """fn in a fresh process (not a daemonic Pool worker: the stages start worker processes of their own)."""
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
+        return pool.submit(_with_cpu_seconds, fn, *args).result()
+
+
+def _with_cpu_seconds(fn, *args):
+    """fn's result plus the CPU seconds it and its finished workers used: on a machine other work keeps
+    busy (a bench run at low priority beside it), CPU seconds still say what the stage costs."""
+    result = fn(*args)
+    if isinstance(result, dict):
+        usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        result[f"{fn.__name__.removeprefix('stage_')}_cpu_s"] = sum(u.ru_utime + u.ru_stime for u in usage)
+    return result
 
 
 def workers_rss_mb() -> float:
@@ -297,7 +308,7 @@ def stage_dense(passages: str, out: str, aliases: str) -> dict:
     doc_ids = [p.document_id for p in items]
     row: dict = {"dense_encode_s": encode_s}
     Path(out).mkdir(parents=True, exist_ok=True)
-    for kind in ("flat", "hnsw"):
+    for kind in ("flat", "hnsw", "ivfpq"):
         config = DenseConfig(train_qa="unused: vectors come from the bench encoder", index_type=kind)
         t = time.perf_counter()
         index = build_faiss_index(vectors, config)
@@ -418,13 +429,16 @@ COSTS = [  # (column, label, unit) plotted and fitted
     ("dense_encode_s", "dense encode (hashing)", "s"),
     ("flat_build_s", "FAISS flat build", "s"),
     ("hnsw_build_s", "FAISS HNSW build", "s"),
+    ("ivfpq_build_s", "FAISS IVF-PQ build", "s"),
     ("bm25_p50_ms", "BM25 query p50", "ms"),
     ("flat_p50_ms", "flat query p50", "ms"),
     ("hnsw_p50_ms", "HNSW query p50", "ms"),
+    ("ivfpq_p50_ms", "IVF-PQ query p50", "ms"),
     ("bm25_build_rss_mb", "BM25 build peak RSS", "MB"),
     ("bm25_query_rss_mb", "BM25 query peak RSS", "MB"),
     ("bm25_disk_mb", "BM25 index on disk", "MB"),
     ("flat_disk_mb", "flat index on disk", "MB"),
+    ("ivfpq_disk_mb", "IVF-PQ index on disk", "MB"),
 ]
 BUILD_STAGES = [
     "preprocess_s",
@@ -433,6 +447,7 @@ BUILD_STAGES = [
     "dense_encode_s",
     "flat_build_s",
     "hnsw_build_s",
+    "ivfpq_build_s",
 ]
 
 
@@ -440,7 +455,7 @@ def growth_exponents(rows: list[dict]) -> dict[str, float]:
     """Least-squares slope of log(cost) on log(passages), per cost (needs two sizes or more)."""
     out = {}
     for key, _, _ in COSTS:
-        points = [(r["passages"], r[key]) for r in rows if r.get(key, 0) > 0]
+        points = [(r["passages"], r[key]) for r in rows if r.get(key, 0) > 0]  # rows of older runs lack some
         if len(points) >= 2:
             x = np.log([p for p, _ in points])
             y = np.log([c for _, c in points])
@@ -456,7 +471,7 @@ def plot(rows: list[dict], path: Path) -> None:
         panels = {unit: fig.add_subplot(1, 3, n) for n, unit in enumerate(("s", "ms", "MB"), start=1)}
         x = [r["passages"] for r in rows]
         for key, label, unit in COSTS:
-            panels[unit].plot(x, [r[key] for r in rows], marker="o", label=label)
+            panels[unit].plot(x, [r.get(key, np.nan) for r in rows], marker="o", label=label)
         titles = {
             "s": "build time",
             "ms": "query latency p50 (one question per call)",
@@ -472,6 +487,11 @@ def plot(rows: list[dict], path: Path) -> None:
             target.legend(fontsize=7)
 
 
+def _cell(row: dict, key: str, spec: str) -> str:
+    """A number, or '-' in rows of older runs that did not measure it."""
+    return format(row[key], spec) if key in row else "-"
+
+
 def print_report(
     rows: list[dict], speedup: list[dict], reader: list[dict], argv: list[str], png: Path
 ) -> None:
@@ -485,7 +505,8 @@ def print_report(
         header = (
             "| passages | chars | preprocess s | analysis s | BM25 index s | BM25 build RSS MB | BM25 disk MB | BM25 load s "
             "| BM25 p50/p95 ms | BM25 q/s | BM25 R@1 | BM25 R@20 | BM25 query RSS MB | dense encode s | flat build s "
-            "| HNSW build s | flat/HNSW disk MB | flat p50 ms | HNSW p50 ms | flat R@20 | HNSW R@20 | dense RSS MB |"
+            "| HNSW build s | flat/HNSW disk MB | flat p50 ms | HNSW p50 ms | flat R@20 | HNSW R@20 | dense RSS MB "
+            "| IVF-PQ build s | IVF-PQ disk MB | IVF-PQ p50 ms | IVF-PQ R@20 | CPU s, all stages |"
         )
         print(header)
         print("|" + "---|" * (header.count("|") - 1))
@@ -496,7 +517,10 @@ def print_report(
                 f"| {r['bm25_p50_ms']:.1f} / {r['bm25_p95_ms']:.1f} | {r['bm25_qps']:,.0f} | {r['bm25_r1']:.3f} | {r['bm25_r20']:.3f} "
                 f"| {r['bm25_query_rss_mb']:,.0f} | {r['dense_encode_s']:.1f} | {r['flat_build_s']:.2f} | {r['hnsw_build_s']:.1f} "
                 f"| {r['flat_disk_mb']:,.0f} / {r['hnsw_disk_mb']:,.0f} | {r['flat_p50_ms']:.2f} | {r['hnsw_p50_ms']:.2f} "
-                f"| {r['flat_r20']:.3f} | {r['hnsw_r20']:.3f} | {r['dense_rss_mb']:,.0f} |"
+                f"| {r['flat_r20']:.3f} | {r['hnsw_r20']:.3f} | {r['dense_rss_mb']:,.0f} "
+                f"| {_cell(r, 'ivfpq_build_s', '.1f')} | {_cell(r, 'ivfpq_disk_mb', ',.1f')} "
+                f"| {_cell(r, 'ivfpq_p50_ms', '.2f')} | {_cell(r, 'ivfpq_r20', '.3f')} "
+                f"| {_cell(r, 'cpu_s', ',.0f')} |"
             )
         exponents = growth_exponents(rows)
         if exponents:
@@ -507,9 +531,9 @@ def print_report(
                 if key in exponents:
                     print(f"| {label} | {exponents[key]:.2f} | {rows[-1][key]:,.1f} {unit} |")
         largest = rows[-1]
-        dominant = max(BUILD_STAGES, key=lambda k: largest[k])
+        dominant = max(BUILD_STAGES, key=lambda k: largest.get(k, 0))
         label = dict((k, lbl) for k, lbl, _ in COSTS)[dominant]
-        total = sum(largest[k] for k in BUILD_STAGES)
+        total = sum(largest.get(k, 0) for k in BUILD_STAGES)
         print(
             f"\nAt {largest['passages']:,} passages the dominant build stage is {label}: {largest[dominant]:.0f} s of {total:.0f} s."
         )
@@ -595,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         row |= in_child(stage_bm25_query, str(work / "bm25"), aliases)
         if not args.no_dense:
             row |= in_child(stage_dense, passages, str(work / "dense"), aliases)
+        row["cpu_s"] = sum(v for k, v in row.items() if k.endswith("_cpu_s"))
         row["load_average"] = os.getloadavg()[0]  # the machine is shared: timings mean little without it
         rows.append(row)
         write_json(out / "scale.json", {"rows": rows, "argv": argv})

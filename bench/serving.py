@@ -1,6 +1,6 @@
 """Serving benchmark: `odqa serve` in a subprocess on 127.0.0.1, driven from this process by an async
 client (aiohttp) at concurrency 1, 8 and 32 with a fixed count of KorQuAD 1.0 dev eval questions
-(the article-level split's eval articles, unseen by the model). Prints p50/p95/p99 latency,
+(the article-level split's eval articles, unseen by the model; each level its own questions). Prints p50/p95/p99 latency,
 throughput and errors per concurrency, then the command that reproduces it.
 
 Without --model it builds the pipeline's default model first: BM25 (kiwi+bigram) over the split's
@@ -139,6 +139,7 @@ async def drive(url: str, questions: list[str], concurrency: int) -> dict:
         "p95_ms": q[94] * 1000,
         "p99_ms": q[98] * 1000,
         "throughput": len(latencies) / wall,
+        "wall_s": wall,
         "errors": errors,
     }
 
@@ -156,16 +157,30 @@ def batch_sizes(url: str) -> tuple[float, float]:
     return values.get("odqa_batch_questions_count", 0.0), values.get("odqa_batch_questions_sum", 0.0)
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def markdown_table(rows: list[dict]) -> str:
     base = rows[0]["throughput"]
     lines = [
-        "| concurrency | requests | p50 ms | p95 ms | p99 ms | req/s | vs c=1 | mean batch | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| concurrency | requests | p50 ms | p95 ms | p99 ms | req/s | vs c=1 | mean batch | server CPU ms/question "
+        "| server cores busy | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        cpu = r.get("cpu_s")
+        per_question = f"{1000 * cpu / r['requests']:.1f}" if cpu is not None else "-"
+        busy = f"{cpu / r['wall_s']:.2f}" if cpu is not None else "-"
         lines.append(
             f"| {r['concurrency']} | {r['requests']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} "
-            f"| {r['throughput']:.1f} | {r['throughput'] / base:.2f}x | {r['mean_batch']:.1f} | {r['errors']} |"
+            f"| {r['throughput']:.1f} | {r['throughput'] / base:.2f}x | {r['mean_batch']:.1f} | {per_question} "
+            f"| {busy} | {r['errors']} |"
         )
     return "\n".join(lines)
 
@@ -193,17 +208,30 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         model, tracking_uri = "models:/odqa@champion", build_model(work, args.train_steps, args.num_threads)
         print(f"built the model in {time.perf_counter() - t0:.0f}s ({work})", file=sys.stderr)
-    questions = eval_questions(work, args.questions)
     levels = [int(c) for c in args.concurrency.split(",")]
+    # each level its own questions (and the warm-up others again): the service keeps what it computed
+    # for spans it has seen, so asking one level's questions again would flatter the later levels
+    pool = eval_questions(work, args.warmup + args.questions * len(levels))
+    if len(pool) < args.warmup + args.questions * len(levels):
+        parser.error(
+            f"--questions {args.questions} x {len(levels)} levels + warm-up exceeds the {len(pool)} eval questions"
+        )
+    warmup, pool = pool[: args.warmup], pool[args.warmup :]
+    questions = [pool[i * args.questions : (i + 1) * args.questions] for i in range(len(levels))]
 
     server = Server(model, tracking_uri, work / "serve.log", args.serve_args)
     rows = []
     try:
-        asyncio.run(drive(server.url, questions[: args.warmup], min(args.warmup, 8)))
-        for c in levels:
-            before = batch_sizes(server.url)
-            row = asyncio.run(drive(server.url, questions, c))
-            after = batch_sizes(server.url)
+        asyncio.run(drive(server.url, warmup, min(args.warmup, 8)))
+        for c, level_questions in zip(levels, questions, strict=True):
+            before, cpu_before = batch_sizes(server.url), cpu_seconds(server.proc.pid)
+            row = asyncio.run(drive(server.url, level_questions, c))
+            after, cpu_after = batch_sizes(server.url), cpu_seconds(server.proc.pid)
+            # CPU the server spent per question: when c=1 already keeps the cores busy, batching cannot
+            # multiply throughput, only save what a reader call costs beyond its questions
+            row["cpu_s"] = (
+                cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
+            )
             calls = after[0] - before[0]
             row["mean_batch"] = (after[1] - before[1]) / calls if calls else 0.0
             rows.append(row)
@@ -215,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(rows))
     print()
     print(
-        f"{len(questions)} KorQuAD dev eval questions per level; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+        f"{args.questions} KorQuAD dev eval questions per level (other questions at each level); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
         f"on {os.cpu_count()} cores; server log {work / 'serve.log'}"
     )
     command = ["python", "bench/serving.py"] + (argv if argv is not None else sys.argv[1:])

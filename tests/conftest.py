@@ -10,6 +10,7 @@ tests/fixtures/ (written for these tests, not copied from any data set):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,50 @@ def write_korquad_articles(root: Path, n_articles: int) -> tuple[Path, Path, lis
 def korquad_articles():
     """`write_korquad_articles` for module fixtures (test modules do not import conftest)."""
     return write_korquad_articles
+
+
+@dataclass
+class RegisteredModel:
+    tracking_uri: str
+    model_uri: str  # the logged pyfunc (runs:/ or models:/m-...)
+    versions: list[str]  # registered versions of `odqa`, all the same pyfunc
+    questions: list[str]  # KorQuAD dev questions about the indexed articles
+
+
+def build_registered_model(root: Path, tracking_uri: str | None = None) -> RegisteredModel:
+    """A real odqa model, small: a BM25 index over 3 KorQuAD dev articles and a tiny reader (hidden 32,
+    one layer, a few steps), logged with odqa.serving.log_model to `tracking_uri` (default a SQLite
+    registry under root) and registered twice (versions of `odqa`, alias champion on the first).
+    About 15 s."""
+    from odqa import registry, serving, tracking
+    from odqa.data import load_qa
+    from odqa.reader.train import ReaderTrainConfig, train_reader
+    from odqa.retrieval.base import build_index
+
+    passages, qa, _ = write_korquad_articles(root, 3)
+    index = build_index("bm25", {"analyzer": "bigram"}, passages, root / "index")
+    reader = train_reader(
+        ReaderTrainConfig(
+            hidden_size=32, num_layers=1, num_heads=2, vocab_size=500, max_steps=4, batch_size=8, max_length=128,
+            doc_stride=32, num_threads=1,
+        ),
+        qa,
+        root / "reader",
+        corpus_path=passages,
+    )  # fmt: skip
+    uri = tracking_uri or tracking.sqlite_uri(root / "mlflow.db")
+    run_id = tracking.start_pipeline_run(uri, "serving-tests", "build")
+    model_uri = serving.log_model(uri, run_id, index, [reader], {"n_best": 5}, {}, top_k=10)
+    versions = [registry.register_version(uri, "odqa", model_uri) for _ in range(2)]
+    tracking.client(uri).set_registered_model_alias("odqa", registry.CHAMPION, versions[0])
+    questions = list(dict.fromkeys(e.question for e in load_qa(qa).examples))
+    return RegisteredModel(uri, model_uri, versions, questions)
+
+
+@pytest.fixture(scope="session")
+def odqa_model_builder():
+    """`build_registered_model` for fixtures (test modules do not import conftest)."""
+    return build_registered_model
 
 
 def pytest_collection_modifyitems(config, items) -> None:

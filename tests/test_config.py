@@ -28,6 +28,7 @@ from odqa.reader.config import (
     ReaderSettings,
     ReaderTrainConfig,
     ScratchModelFields,
+    TrainingLoopFields,
     WindowFields,
 )
 from odqa.registry import RegisterConfig
@@ -86,6 +87,7 @@ EXAMPLES: dict[type[StageConfig], tuple[dict, dict]] = {
     PrepareDataConfig: ({}, {"corpus_uri": "c.json", "train_uri": "t", "eval_uri": "t", "split_seed": 3}),
     ServeConfig: ({}, {"port": 9000, "max_batch_size": 8, "max_wait_ms": 2}),
     ScratchModelFields: ({}, {"vocab_size": 500, "hidden_size": 32, "morpheme_vocab": False}),
+    TrainingLoopFields: ({}, {"epochs": 2, "max_steps": 7, "grad_accum": 2, "device": "CPU"}),
     PretrainConfig: ({}, {"hidden_size": 32, "max_steps": 3, "max_length": 64, "whole_word_masking": True}),
     FoldsConfig: ({}, {"folds": 5, "seed": 1}),
     DistractorConfig: ({}, {"passage_chars": 300, "include_ner": False}),

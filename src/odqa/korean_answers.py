@@ -32,6 +32,10 @@ _WHOLE_TAG_PREFIXES = ("NN", "NP", "NR", "SN", "SL", "SH", "SW")
 # must be than the best whole-span reading. Tuned on KorQuAD dev gold answers (see bench/README.md).
 TOP_N = 5
 DEFAULT_MIN_MARGIN = 5.0
+# A served corpus's passages come back again and again, and so do their spans: trimming is a pure
+# function of the span, kept for this many spans (then forgotten at once: a dict, no LRU bookkeeping).
+TRIM_CACHE_SIZE = 100_000
+_TRIMMED: dict[tuple[str, float], str] = {}
 
 
 def _base_tag(tag: str) -> str:
@@ -80,14 +84,15 @@ def _trim_one(text: str, candidates, min_margin: float) -> str:
 def trim_particles(texts: list[str], min_margin: float = DEFAULT_MIN_MARGIN) -> list[str]:
     """Trim trailing particles, copulas, endings and punctuation from predicted answer spans.
 
-    One batched Kiwi call; empty strings and spans with no removable tail come back unchanged.
+    One batched Kiwi call for the spans not seen before (a served corpus repeats its spans); empty
+    strings and spans with no removable tail come back unchanged.
     """
-    out = list(texts)
-    todo = [i for i, t in enumerate(out) if t.strip()]
-    if not todo:
-        return out
-    stripped = [out[i].rstrip() for i in todo]
-    analyses = get_kiwi().analyze(stripped, top_n=TOP_N)
-    for i, text, candidates in zip(todo, stripped, analyses, strict=True):
-        out[i] = _trim_one(text, candidates, min_margin)
-    return out
+    known = {t: _TRIMMED.get((t, min_margin)) for t in texts if t.strip()}
+    todo = sorted(t for t, trimmed in known.items() if trimmed is None)
+    if todo:
+        analyses = get_kiwi().analyze([t.rstrip() for t in todo], top_n=TOP_N)
+        if len(_TRIMMED) + len(todo) > TRIM_CACHE_SIZE:
+            _TRIMMED.clear()
+        for text, candidates in zip(todo, analyses, strict=True):
+            known[text] = _TRIMMED[(text, min_margin)] = _trim_one(text.rstrip(), candidates, min_margin)
+    return [known[t] if t.strip() else t for t in texts]

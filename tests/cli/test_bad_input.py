@@ -224,6 +224,15 @@ def _evaluate(predictions: dict, *extra: str, needles=()) -> Callable[[Ctx, Path
     return build
 
 
+def _serve_fp16_without_cuda(ctx, d: Path) -> Case:
+    import torch
+
+    if torch.cuda.is_available():  # then fp16 is a valid choice and the server would start
+        pytest.skip("this machine has CUDA")
+    argv = ["serve", "--tracking-uri", f"sqlite:///{d}/mlflow.db", "--port", "0", "--precision", "fp16"]
+    return Case(argv, d, ["--precision", "fp16", "CUDA"])
+
+
 def _nfd_all_dropped(ctx: Ctx, d: Path) -> Case:
     """Every answer missing from its context: --fix-offsets would drop every record."""
     data = d / "bad.jsonl"
@@ -506,6 +515,7 @@ BAD_INPUTS: dict[str, Callable[[Ctx, Path], Case] | tuple] = {
         d,
         ["--tracking-uri", "no MLflow database"],
     ),  # fmt: skip
+    "serve --precision fp16 on a machine without CUDA": _serve_fp16_without_cuda,
     # services that do not answer: one line, in seconds
     "pipeline submit to an unreachable host": _pipeline(
         ["submit", "--host", "http://127.0.0.1:9"], "http://127.0.0.1:9", seconds=30

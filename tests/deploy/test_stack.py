@@ -8,6 +8,7 @@ manifests admit for `kubectl port-forward`)."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 from pathlib import Path
@@ -153,3 +154,47 @@ def test_concurrent_promotions_on_postgres_leave_one_champion_the_best(stack, tm
     holders = [v for v in versions if registry.CHAMPION in c.get_model_version("odqa-race", v).aliases]
     assert holders == [versions[1]]
     assert str(c.get_model_version_by_alias("odqa-race", registry.CHAMPION).version) == versions[1]
+
+
+def test_the_serving_deployment_answers_from_a_champion_logged_to_the_stack(
+    stack, tmp_path, odqa_model_builder
+):
+    """manifests/base/serving.yaml's container as deployed: its `odqa serve` args and environment (the
+    mlflow-s3 Secret, MLFLOW_S3_ENDPOINT_URL) with the in-cluster names pointed at this stack, against
+    a real odqa model logged to the stack's MLflow (artifacts in its S3) and made champion. Its probes'
+    paths answer, and a question gets an answer from that version."""
+    import signal
+    import subprocess
+
+    from odqa.deploy.stack import free_port
+
+    model = odqa_model_builder(tmp_path / "model", tracking_uri=stack.tracking_uri)
+    command = stack.serving_command(free_port())
+    assert "--tracking-uri" in command.argv and stack.tracking_uri in command.argv, command.argv
+    proc = subprocess.Popen(
+        command.argv,
+        env={**command.env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        url = json.loads(proc.stdout.readline())["url"]
+        log = []
+        for line in proc.stderr:  # the log says when the model serves (no polling)
+            log.append(line)
+            if "serving version" in line or "refresh failed" in line:
+                break
+        assert "serving version" in log[-1], "".join(log[-20:])
+        assert requests.get(f"{url}{command.liveness_path}", timeout=10).status_code == 200
+        ready = requests.get(f"{url}{command.readiness_path}", timeout=10)
+        assert ready.status_code == 200 and ready.json()["model_version"] == model.versions[0], ready.text
+        r = requests.post(f"{url}/v1/answer", json={"question": model.questions[0]}, timeout=60)
+        body = r.json()
+        assert r.status_code == 200 and body["model_version"] == model.versions[0], r.text
+        best = next(p for p in body["passages"] if p["passage_id"] == body["passage_id"])
+        assert body["answer"] and best["text"][body["start_char"] : body["end_char"]] == body["answer"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) in (0, -signal.SIGTERM)

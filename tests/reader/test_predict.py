@@ -380,3 +380,55 @@ def test_torch_threads_restores_after_an_error_and_refuses_negative(torch_thread
     assert torch.get_num_threads() == torch_thread_count
     with pytest.raises(InputError, match="threads"), torch_threads(-2):
         pass
+
+
+def test_trimming_in_rounds_gives_the_n_best_of_trimming_every_span_with_fewer_kiwi_reads(monkeypatch):
+    import odqa.korean_answers as korean_answers
+    from odqa.reader import predict as predict_module
+
+    words = ["세종대왕", "훈민정음", "한글", "집현전", "조선", "경복궁", "정인지", "최항", "신숙주", "성삼문"]
+    # many spans per question that trimming merges ("세종대왕은" / "세종대왕이" / "세종대왕")
+    spans = [w + tail for w in words for tail in ("은", "이", "", "을", "의")]
+    rng = np.random.default_rng(0)
+
+    def questions():
+        return [
+            [{"text": t, "score": float(s)} for t, s in zip(spans, rng.permutation(len(spans)), strict=True)]
+            for _ in range(3)
+        ]
+
+    reference = [sorted(q, key=lambda c: c["score"], reverse=True) for q in questions()]
+    lazy = [[dict(c) for c in q] for q in reference]
+    for q in reference:
+        trimmed = korean_answers.trim_particles([c["text"] for c in q])
+        for c, t in zip(q, trimmed, strict=True):
+            c["text"] = t
+    read: list[str] = []
+    real = korean_answers.trim_particles
+    monkeypatch.setattr(korean_answers, "trim_particles", lambda texts: read.extend(texts) or real(texts))
+    n_best = 6
+    predict_module._trim_until_n_best(lazy, n_best)
+
+    def n_best_texts(cands):
+        seen = []
+        for c in cands:
+            if c["text"].strip() and c["text"] not in seen:
+                seen.append(c["text"])
+        return seen[:n_best]
+
+    for ref, got in zip(reference, lazy, strict=True):
+        assert n_best_texts(got) == n_best_texts(ref)
+        assert len(n_best_texts(ref)) == n_best
+    assert len(read) < 3 * len(spans) / 2  # fewer than half the spans went to Kiwi
+
+
+def test_trim_particles_answers_repeated_spans_from_its_cache(monkeypatch):
+    import odqa.korean_answers as korean_answers
+
+    first = korean_answers.trim_particles(["세종대왕은", "집현전에서"])
+    calls = []
+    kiwi = korean_answers.get_kiwi()
+    monkeypatch.setattr(korean_answers, "get_kiwi", lambda: calls.append(1) or kiwi)
+    assert korean_answers.trim_particles(["세종대왕은", "집현전에서", ""]) == [*first, ""]
+    assert calls == []
+    assert first == ["세종대왕", "집현전"]

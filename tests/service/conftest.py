@@ -2,22 +2,18 @@
 
 - `stub_holder`: a ModelHolder over a stand-in model that answers instantly (unit tests of the HTTP
   contract, batching and metrics).
-- `registered_model` (session): the real thing, small: a BM25 index over 3 KorQuAD dev articles and a
-  tiny reader (hidden 32, one layer, a few steps), logged with odqa.serving.log_model to a SQLite
-  registry and registered twice (versions 1 and 2 of `odqa`, alias champion on 1). About 15 s.
+- `registered_model`: the real thing, small (tests/conftest.py's `odqa_model_builder`) in a SQLite
+  registry, versions 1 and 2 of `odqa`, alias champion on 1; a copy of the registry per test.
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from odqa.service.models import ModelHolder, ModelSource
-
-KORQUAD_ARTICLES = 3
 
 
 class StubModel:
@@ -77,47 +73,13 @@ def stub_holder(stub_model) -> ModelHolder:
     return holder
 
 
-@dataclass
-class RegisteredModel:
-    tracking_uri: str
-    model_uri: str  # the logged pyfunc (runs:/ or models:/m-...)
-    versions: list[str]  # registered versions of `odqa`, all the same pyfunc
-    questions: list[str]  # KorQuAD dev questions about the indexed articles
-
-
-def build_registered_model(root: Path, korquad_articles) -> RegisteredModel:
-    from odqa import registry, serving, tracking
-    from odqa.data import load_qa
-    from odqa.reader.train import ReaderTrainConfig, train_reader
-    from odqa.retrieval.base import build_index
-
-    passages, qa, _ = korquad_articles(root, KORQUAD_ARTICLES)
-    index = build_index("bm25", {"analyzer": "bigram"}, passages, root / "index")
-    reader = train_reader(
-        ReaderTrainConfig(
-            hidden_size=32, num_layers=1, num_heads=2, vocab_size=500, max_steps=4, batch_size=8, max_length=128,
-            doc_stride=32, num_threads=1,
-        ),
-        qa,
-        root / "reader",
-        corpus_path=passages,
-    )  # fmt: skip
-    uri = tracking.sqlite_uri(root / "mlflow.db")
-    run_id = tracking.start_pipeline_run(uri, "serving-tests", "build")
-    model_uri = serving.log_model(uri, run_id, index, [reader], {"n_best": 5}, {}, top_k=10)
-    versions = [registry.register_version(uri, "odqa", model_uri) for _ in range(2)]
-    tracking.client(uri).set_registered_model_alias("odqa", registry.CHAMPION, versions[0])
-    questions = list(dict.fromkeys(e.question for e in load_qa(qa).examples))
-    return RegisteredModel(uri, model_uri, versions, questions)
-
-
 @pytest.fixture(scope="session")
-def registered_model_template(tmp_path_factory, korquad_articles) -> RegisteredModel:
-    return build_registered_model(tmp_path_factory.mktemp("registered"), korquad_articles)
+def registered_model_template(tmp_path_factory, odqa_model_builder):
+    return odqa_model_builder(tmp_path_factory.mktemp("registered"))
 
 
 @pytest.fixture
-def registered_model(registered_model_template, tmp_path) -> RegisteredModel:
+def registered_model(registered_model_template, tmp_path):
     """A copy of the registry per test (tests move the alias); artifacts are shared, read-only."""
     from odqa import tracking
 
@@ -125,4 +87,4 @@ def registered_model(registered_model_template, tmp_path) -> RegisteredModel:
     shutil.copy(src, tmp_path / "mlflow.db")
     uri = tracking.sqlite_uri(tmp_path / "mlflow.db")
     t = registered_model_template
-    return RegisteredModel(uri, t.model_uri, list(t.versions), list(t.questions))
+    return type(t)(uri, t.model_uri, list(t.versions), list(t.questions))

@@ -29,6 +29,14 @@ def _serve(args: argparse.Namespace) -> int:
     from odqa.service.server import serve
 
     config = config_from_args(ServeConfig, args)
+    if config.precision:
+        from odqa.errors import InputError
+        from odqa.reader.device import Placement
+
+        try:  # a precision this machine lacks (fp16 without CUDA) fails now, not at the model's load
+            Placement.resolve("auto", config.precision)
+        except InputError as e:
+            raise InputError(f"--precision: {e}") from None
     source = ModelSource.parse(config.model, config.tracking_uri)
     if not config.wait_for_model:
         source.check_registry()

@@ -164,6 +164,14 @@ class Deployed:
                 return cref
         return None
 
+    def serve_containers(self) -> list[m.ContainerRef]:
+        """The containers that run `odqa serve` (the champion over HTTP)."""
+        return [
+            c
+            for c in m.containers(self.objects)
+            if (argv := self.argv(c))[:2] and Path(argv[0]).name == "odqa" and argv[1:2] == ["serve"]
+        ]
+
     def schedule_job(self) -> m.ContainerRef | None:
         for cref in m.containers(self.objects):
             argv = self.argv(cref)
@@ -986,19 +994,11 @@ SERVE_PROBES = {"readinessProbe": "/ready", "livenessProbe": "/health"}
 S3_ENDPOINT_ENV = "MLFLOW_S3_ENDPOINT_URL"
 
 
-def _serve_containers(d: Deployed) -> list[m.ContainerRef]:
-    return [
-        c
-        for c in m.containers(d.objects)
-        if (argv := d.argv(c))[:2] and Path(argv[0]).name == "odqa" and argv[1:2] == ["serve"]
-    ]
-
-
 def check_serving(ctx: Context, d: Deployed) -> Iterator[Problem]:
     pipeline = ctx.pipeline_for(d)
     defaults = pipeline.defaults() if pipeline is not None else {}
     mlflow = d.mlflow_server()
-    for cref in _serve_containers(d):
+    for cref in d.serve_containers():
         file, argv, env = d.file(cref.workload), d.argv(cref), d.env(cref)
         uri = m.option(argv, "--tracking-uri") or env.get("MLFLOW_TRACKING_URI")
         expected_uri = defaults.get("tracking_uri")

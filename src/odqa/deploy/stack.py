@@ -195,6 +195,16 @@ class StackConfig:
 
 
 @dataclass
+class ServingCommand:
+    """How the manifests start the service, made local (Stack.serving_command)."""
+
+    argv: list[str]
+    env: dict[str, str]
+    readiness_path: str | None
+    liveness_path: str | None
+
+
+@dataclass
 class Stack:
     """Start with start() (or `with Stack(...) as s:`); stop() ends every process it started (SIGTERM
     to the process group, then SIGKILL) and drops the database."""
@@ -214,6 +224,8 @@ class Stack:
     namespace: str = "odqa"
     s3_credentials: dict[str, str] = field(default_factory=dict)
     _tmp: tempfile.TemporaryDirectory | None = None
+    _deployed: Deployed | None = None
+    _local: dict[str, tuple[str, int]] = field(default_factory=dict)  # in-cluster host -> this machine
 
     def __repr__(self) -> str:
         return (
@@ -326,19 +338,12 @@ class Stack:
             "s3", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.s3_port)], dict(os.environ)
         )
         wait_http(f"{self.s3_endpoint}/", 30, moto, self.logs["s3"], "moto_server")
-        local = {
+        self._deployed = d
+        self._local = {
             urlparse(backend).hostname: (PG_HOST, PG_PORT),
             urlparse(s3_url).hostname: ("127.0.0.1", self.s3_port),
         }
-
-        def localize(value: str) -> str:
-            p = urlparse(value)
-            if p.scheme in ("http", "https") and p.hostname in local:
-                host, port = local[p.hostname]
-                return urlunparse(p._replace(netloc=f"{host}:{port}"))
-            return value
-
-        base_env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+        localize, base_env = self._localize, self._base_env()
 
         # The init step(s): the same command as the cluster's, against moto.
         for step in d.bucket_steps():
@@ -370,6 +375,9 @@ class Stack:
             pg._replace(netloc=f"{PG_USER}@{PG_HOST}:{PG_PORT}", path=f"/{self.database}")
         )
         self.mlflow_port = free_port()
+        # MLflow's in-cluster names (what the serving pods and the pipeline call) are this server
+        for host in service_host_forms(self.service_name, self.namespace):
+            self._local[host] = ("127.0.0.1", self.mlflow_port)
         server_env = {k: localize(v) for k, v in env.items()}
         server_env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         argv = [str(BIN / "mlflow"), *argv[1:]]
@@ -380,6 +388,42 @@ class Stack:
         proc = self._spawn("mlflow", argv, {**base_env, **server_env})
         wait_http(
             f"{self.tracking_uri}/health", cfg.startup_timeout, proc, self.logs["mlflow"], "mlflow server"
+        )
+
+    def _localize(self, value: str) -> str:
+        """An http(s) URL naming an in-cluster service this stack stands in for, pointed at it."""
+        p = urlparse(value)
+        if p.scheme in ("http", "https") and p.hostname in self._local:
+            host, port = self._local[p.hostname]
+            return urlunparse(p._replace(netloc=f"{host}:{port}"))
+        return value
+
+    @staticmethod
+    def _base_env() -> dict[str, str]:
+        """This process's environment without MLflow or AWS settings (the manifests set those)."""
+        return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+
+    def serving_command(self, port: int) -> ServingCommand:
+        """The serving container of the manifests (`odqa serve`: its args, env and Secret keys, probes),
+        made local: this environment's odqa, MLflow's and MinIO's in-cluster names pointed at this
+        stack, listening on 127.0.0.1:port. Everything else is the manifests' own."""
+        if self._deployed is None:
+            raise RuntimeError("start the stack first")
+        serves = self._deployed.serve_containers()
+        if not serves:
+            raise InputError(f"no `odqa serve` container in {m.kustomization_dir(self.config.overlay)}")
+        cref = serves[0]
+        env = {k: self._localize(v) for k, v in m.environment(self._deployed.objects, cref).items()}
+        argv = [self._localize(word) for word in m.words(cref, env)]
+        argv[0] = str(BIN / "odqa")
+        argv = m.replace_option(argv, "--host", "127.0.0.1")
+        argv = m.replace_option(argv, "--port", str(port))
+        probes = {
+            name: ((cref.container.get(name) or {}).get("httpGet") or {}).get("path")
+            for name in ("readinessProbe", "livenessProbe")
+        }
+        return ServingCommand(
+            argv, {**self._base_env(), **env}, probes["readinessProbe"], probes["livenessProbe"]
         )
 
     def log_tail(self, name: str = "mlflow") -> str:

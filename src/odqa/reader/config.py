@@ -11,7 +11,7 @@ from odqa.schema import PRETRAIN_INFO_FILE, READER_CONFIG_FILE
 
 __all__ = [
     "NULL_SCORE_MODES", "PRECISIONS", "PRETRAIN_INFO_FILE", "READER_CONFIG_FILE", "SCORE_MODES", "FoldsConfig", "PredictConfig", "PretrainConfig",
-    "ReaderSettings", "ReaderTrainConfig", "ScratchModelFields",
+    "ReaderSettings", "ReaderTrainConfig", "ScratchModelFields", "TrainingLoopFields",
 ]  # fmt: skip
 
 ScoreMode = Literal["prob_product", "logit_sum"]
@@ -83,32 +83,18 @@ class ScratchModelFields(StageConfig):
     dropout: float = Field(0.1, ge=0, lt=1, description="from scratch: dropout probability")
 
 
-class ReaderTrainConfig(WindowFields, ScratchModelFields):
-    renamed_keys = {"threads": "num_threads"}
+class TrainingLoopFields(StageConfig):
+    """The optimisation settings of odqa's two training loops, declared once: the reader
+    (ReaderTrainConfig) and masked-language-model pre-training (PretrainConfig). What a step's batch
+    is (windows or sequences) and its size stay with each loop."""
 
-    reader_model: str | None = Field(
-        None,
-        description="Hugging Face checkpoint (hub name or folder, e.g. an odqa pretrain output) to fine-tune "
-        "(none: a small BERT trained from scratch with a WordPiece vocabulary learned from the corpus)",
-    )
-    question_overlap: bool = Field(
-        True,
-        description="from scratch only: mark context tokens that also occur in the question "
-        "(an extra token type)",
-    )
-    epochs: float = Field(3.0, gt=0, description="passes over the training windows")
+    epochs: float = Field(3.0, gt=0, description="passes over the training data")
     max_steps: int | None = Field(
         None, ge=1, description="stop after this many steps when fewer than the epochs take (none: no cap)"
-    )
-    batch_size: int = Field(
-        16, ge=1, description="windows per optimizer step (all processes and grad_accum passes)"
     )
     learning_rate: float = Field(1e-3, gt=0, description="peak AdamW learning rate")
     warmup_ratio: float = Field(0.1, ge=0, le=1, description="share of steps with a linear warm-up")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
-    shuffle: bool = Field(
-        True, description="shuffle windows each epoch (off: keep the file order, a curriculum)"
-    )
     seed: int = Field(42, description="random seed")
     num_threads: int | None = Field(None, ge=1, description="torch threads (none: torch's default)")
     log_every: int = Field(25, ge=1, description="steps between loss log lines")
@@ -121,8 +107,34 @@ class ReaderTrainConfig(WindowFields, ScratchModelFields):
     grad_accum: int = Field(
         1,
         ge=1,
-        description="split each step's batch_size windows into this many forward passes (less memory, same "
-        "step): batch_size is the windows per optimizer step over all processes and passes",
+        description="split each step's batch into this many forward passes (less memory, same step): "
+        "batch_size counts the whole step, over all processes and passes",
+    )
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device(cls, value):
+        return _check_device(value)
+
+
+class ReaderTrainConfig(WindowFields, ScratchModelFields, TrainingLoopFields):
+    renamed_keys = {"threads": "num_threads"}
+
+    reader_model: str | None = Field(
+        None,
+        description="Hugging Face checkpoint (hub name or folder, e.g. an odqa pretrain output) to fine-tune "
+        "(none: a small BERT trained from scratch with a WordPiece vocabulary learned from the corpus)",
+    )
+    question_overlap: bool = Field(
+        True,
+        description="from scratch only: mark context tokens that also occur in the question "
+        "(an extra token type)",
+    )
+    batch_size: int = Field(
+        16, ge=1, description="windows per optimizer step (all processes and grad_accum passes)"
+    )
+    shuffle: bool = Field(
+        True, description="shuffle windows each epoch (off: keep the file order, a curriculum)"
     )
     gradient_checkpointing: bool = Field(
         False, description="recompute activations in the backward pass (large encoders: less memory, slower)"
@@ -151,11 +163,6 @@ class ReaderTrainConfig(WindowFields, ScratchModelFields):
     patience: int | None = Field(
         None, ge=1, description="stop after this many evaluations without a better F1 (none: never early)"
     )
-
-    @field_validator("device", mode="before")
-    @classmethod
-    def _device(cls, value):
-        return _check_device(value)
 
 
 class PredictConfig(StageConfig):
@@ -218,7 +225,7 @@ class ReaderSettings(WindowFields):
     question_overlap: bool = Field(False, description="mark context tokens that also occur in the question")
 
 
-class PretrainConfig(ScratchModelFields):
+class PretrainConfig(ScratchModelFields, TrainingLoopFields):
     """Masked-language-model training on the corpus' passages (odqa.reader.pretrain)."""
 
     base_model: str | None = Field(
@@ -236,28 +243,7 @@ class PretrainConfig(ScratchModelFields):
     whole_word_masking: bool = Field(
         False, description="mask every token of a Kiwi morpheme together (not single word pieces)"
     )
-    epochs: float = Field(3.0, gt=0, description="passes over the sequences")
-    max_steps: int | None = Field(
-        None, ge=1, description="stop after this many steps when fewer than the epochs take (none: no cap)"
-    )
     batch_size: int = Field(32, ge=1, description="sequences per optimizer step (all grad_accum passes)")
-    learning_rate: float = Field(1e-3, gt=0, description="peak AdamW learning rate")
-    warmup_ratio: float = Field(0.1, ge=0, le=1, description="share of steps with a linear warm-up")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
-    seed: int = Field(42, description="random seed")
-    num_threads: int | None = Field(None, ge=1, description="torch threads (none: torch's default)")
-    log_every: int = Field(25, ge=1, description="steps between loss log lines")
-    device: str = Field("auto", description=DEVICE_HELP)
-    precision: Precision = Field(
-        "auto",
-        description="fp32, bf16, fp16 (CUDA, with a gradient scaler); auto: bf16 on CUDA that supports it",
-    )
-    grad_accum: int = Field(1, ge=1, description="split each step's batch into this many forward passes")
-
-    @field_validator("device", mode="before")
-    @classmethod
-    def _device(cls, value):
-        return _check_device(value)
 
 
 class FoldsConfig(StageConfig):

@@ -6,6 +6,7 @@ From scratch on a few thousand questions the model is weak; bench/retrievers.py 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -37,14 +38,36 @@ log = logging.getLogger(__name__)
 INDEX_INFO_KEYS = ("num_passages", "dim", "training", "encoders_from")
 
 
+IVF_TRAINING_SAMPLE = 256  # training vectors per inverted list, FAISS's advice being 30-256
+
+
 def build_faiss_index(vectors: np.ndarray, config: DenseConfig) -> faiss.Index:
     dim = vectors.shape[1]
     if config.index_type == "hnsw":
         index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = config.hnsw_ef_search
+    elif config.index_type == "ivfpq":
+        index = _trained_ivfpq(vectors, config)
     else:
         index = faiss.IndexFlatIP(dim)
     index.add(vectors)
+    return index
+
+
+def _trained_ivfpq(vectors: np.ndarray, config: DenseConfig) -> faiss.Index:
+    """IVF-PQ: pq_m bytes per passage instead of 4 x dim, for corpora whose flat vectors outgrow RAM.
+    Small corpora get fewer lists and shorter codes, since k-means needs more points than centroids."""
+    n, dim = vectors.shape
+    if dim % config.pq_m:
+        raise InputError(f"pq_m {config.pq_m} does not divide the vector dimension {dim}")
+    nlist = config.ivf_nlist or max(1, int(4 * math.sqrt(n)))
+    nlist = max(1, min(nlist, n // 39))
+    nbits = max(1, min(8, int(math.log2(max(2, n // 39)))))  # 39 points per centroid: FAISS's floor
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFPQ(quantizer, dim, nlist, config.pq_m, nbits, faiss.METRIC_INNER_PRODUCT)
+    sample = np.random.default_rng(config.seed).permutation(n)[: nlist * IVF_TRAINING_SAMPLE]
+    index.train(np.ascontiguousarray(vectors[np.sort(sample)]))
+    index.nprobe = min(config.ivf_nprobe, nlist)  # saved with the index
     return index
 
 

@@ -83,11 +83,18 @@ class DenseConfig(StageConfig):
     # is the query, its passage the positive), so every passage, not only training ones, is seen.
     ict_epochs: int = Field(0, ge=0, description="inverse cloze epochs over the corpus before QA training")
     ict_queries_per_passage: int = Field(2, ge=1, description="inverse cloze queries per passage")
-    index_type: Literal["flat", "hnsw"] = Field(
-        "flat", description="flat (exact inner product) or hnsw (approximate, for large corpora)"
+    index_type: Literal["flat", "hnsw", "ivfpq"] = Field(
+        "flat",
+        description="flat (exact inner product), hnsw (approximate, fast) or ivfpq (approximate, "
+        "compressed: beyond what RAM holds flat)",
     )
     hnsw_m: int = Field(32, ge=2, description="hnsw: neighbours per node")
     hnsw_ef_search: int = Field(128, ge=1, description="hnsw: candidates looked at per search")
+    ivf_nlist: int = Field(0, ge=0, description="ivfpq: inverted lists (0: 4 x sqrt(passages))")
+    ivf_nprobe: int = Field(16, ge=1, description="ivfpq: lists searched per question")
+    pq_m: int = Field(
+        16, ge=1, description="ivfpq: sub-quantizers, bytes per passage (divides the dimension)"
+    )
     encode_batch_size: int = Field(64, ge=1, description="texts per encoder forward pass")
     num_threads: int = Field(0, ge=0, description="torch/faiss threads (0: the library default)")
     seed: int = Field(13, description="random seed")

@@ -127,7 +127,10 @@ def create_app(config: ServeConfig | None = None, holder: ModelHolder | None = N
     if holder is None:
         source = ModelSource.parse(config.model, config.tracking_uri)
         holder = ModelHolder(
-            source, loader=lambda uri: load_odqa_model(uri, source.tracking_uri, config.num_threads)
+            source,
+            loader=lambda uri: load_odqa_model(
+                uri, source.tracking_uri, config.num_threads, config.precision
+            ),
         )
     holder.on_swap = lambda old, new: metrics.serving(old.version if old else None, new.version)
     holder.on_load_failure = lambda version, e: metrics.load_failures.inc()

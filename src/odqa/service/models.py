@@ -100,7 +100,9 @@ class LoadedModel:
     load_seconds: float
 
 
-def load_odqa_model(uri: str, tracking_uri: str, num_threads: int | None = None) -> Any:
+def load_odqa_model(
+    uri: str, tracking_uri: str, num_threads: int | None = None, precision: str | None = None
+) -> Any:
     """The OdqaModel inside an MLflow pyfunc (the pyfunc wrapper's DataFrame checks are skipped: the
     service validates requests itself and calls `answer` with a list)."""
     import mlflow.pyfunc
@@ -116,6 +118,12 @@ def load_odqa_model(uri: str, tracking_uri: str, num_threads: int | None = None)
         raise InputError(f"{uri} is not an odqa model (its python model has no answer method)")
     if num_threads:
         model.predict_config = model.predict_config.replace(num_threads=num_threads)
+    if precision:
+        from odqa.reader.device import Placement
+
+        # checked now, not at the first request: fp16 on a machine without CUDA refuses to load
+        Placement.resolve(model.predict_config.device, precision)
+        model.predict_config = model.predict_config.replace(precision=precision)
     return model
 
 
