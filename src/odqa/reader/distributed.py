@@ -7,8 +7,11 @@ gloo on the CPU (tests run two gloo processes). Only rank 0 writes files.
 
 from __future__ import annotations
 
+import math
 import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -75,3 +78,31 @@ class Processes:
             import torch.distributed as dist
 
             dist.barrier()
+
+
+def share_tokenizer(procs: Processes, tokenizer):
+    """rank 0's tokenizer on every rank: a vocabulary learned from the corpus can differ between
+    processes (the learner breaks frequency ties in hash order)."""
+    if not procs.distributed:
+        return tokenizer
+    from transformers import AutoTokenizer
+
+    files = None
+    if procs.is_main:
+        with tempfile.TemporaryDirectory() as tmp:
+            tokenizer.save_pretrained(tmp)
+            files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+    files = procs.broadcast(files)
+    if procs.is_main:
+        return tokenizer
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            (Path(tmp) / name).write_bytes(data)
+        return AutoTokenizer.from_pretrained(tmp)
+
+
+def micro_batches(step_indices: list[int], procs: Processes, grad_accum: int) -> list[list[int]]:
+    """This process's share of a step's examples, in grad_accum forward passes (empty ones dropped)."""
+    mine = step_indices[procs.rank :: procs.world]
+    size = math.ceil(len(mine) / grad_accum) if mine else 0
+    return [mine[i : i + size] for i in range(0, len(mine), size)] if size else []

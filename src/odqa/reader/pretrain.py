@@ -9,12 +9,16 @@ few thousand questions. Passages are concatenated and cut into `max_length` sequ
 whose whole-word masking groups tokens by character offsets: with `whole_word_masking` the offsets
 handed to it are made to touch exactly within a Kiwi morpheme, so a morpheme is masked as a whole.
 
-Runs where the reader runs (odqa.reader.device: device, precision, gradient scaler) on one process.
+Runs where the reader runs (odqa.reader.device: device, precision, gradient scaler), on one process or
+data-parallel under torchrun like the reader (`python -m odqa.reader.train_ddp --stage pretrain`): each
+sequence is masked from its own seed, so the masks, and so the steps, do not depend on how many
+processes share a step.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import math
 import time
@@ -37,6 +41,7 @@ from odqa.io import atomic_dir, check_output_dir, write_json
 from odqa.progress import progress_bar
 from odqa.reader.config import PRETRAIN_INFO_FILE, PretrainConfig
 from odqa.reader.device import Placement, optimizer_step
+from odqa.reader.distributed import Processes, micro_batches, share_tokenizer
 from odqa.reader.predict import torch_threads
 
 log = logging.getLogger(__name__)
@@ -64,9 +69,10 @@ def _passage_texts(passages_path: str | Path) -> list[str]:
     return texts
 
 
-def _build(config: PretrainConfig, texts: list[str]):
+def _build(config: PretrainConfig, texts: list[str], procs: Processes):
     """(model, tokenizer): the base checkpoint with an MLM head, or a BERT from scratch whose
-    vocabulary is learned from the passages (the reader's own from-scratch recipe)."""
+    vocabulary is learned from the passages (the reader's own from-scratch recipe; under torchrun rank 0
+    learns it and every rank gets it)."""
     if config.base_model:
         folder = Path(config.base_model)
         if not folder.is_dir():
@@ -86,14 +92,17 @@ def _build(config: PretrainConfig, texts: list[str]):
     from odqa.reader.train import _scratch_config
     from odqa.text.wordpiece import train_wordpiece_tokenizer
 
-    tokenizer = train_wordpiece_tokenizer(
-        texts,
-        None,
-        vocab_size=config.vocab_size,
-        morphemes=config.morpheme_vocab,
-        num_workers=config.num_threads or -1,
-    )
-    set_seed(config.seed)
+    tokenizer = None
+    if procs.is_main:
+        tokenizer = train_wordpiece_tokenizer(
+            texts,
+            None,
+            vocab_size=config.vocab_size,
+            morphemes=config.morpheme_vocab,
+            num_workers=config.num_threads or -1,
+        )
+    tokenizer = share_tokenizer(procs, tokenizer)
+    set_seed(config.seed)  # every rank starts from the same weights
     return BertForMaskedLM(_scratch_config(config, tokenizer)), tokenizer
 
 
@@ -205,35 +214,25 @@ def pretrain(
     check_output_dir(out_dir, PRETRAIN_KIND, force)
     if config.base_model and not Path(config.base_model).is_dir():
         raise InputError("base_model: checkpoint folder not found", path=config.base_model)
-    with torch_threads(config.num_threads):
-        set_seed(config.seed)
-        texts = _passage_texts(passages_path)
-        model, tokenizer = _build(config, texts)
-        if tokenizer.pad_token_id is None:
-            raise InputError("the model's tokenizer has no padding token")
-        limit = getattr(model.config, "max_position_embeddings", None) or config.max_length
-        # RoBERTa-style position tables start after the padding index: leave it two positions.
-        block = min(config.max_length, limit if not config.base_model else limit - 2)
-        sequences = _sequences(tokenizer, texts, block, config)
-        summary = _train(config, model, tokenizer, sequences, placement)
-        summary.update(passages=len(texts), sequences=len(sequences), sequence_length=block)
-        with atomic_dir(out_dir, kind=PRETRAIN_KIND, force=force) as tmp:
-            model.save_pretrained(str(tmp))
-            tokenizer.save_pretrained(str(tmp))
-            write_json(tmp / PRETRAIN_INFO_FILE, {"config": config.to_dict(), "training": summary})
-            if summary["loss_history"]:
-                from odqa.reports import line_plot
-
-                history = summary["loss_history"]
-                line_plot(
-                    tmp / LOSS_PLOT_FILE,
-                    [s for s, _ in history],
-                    [v for _, v in history],
-                    xlabel="step",
-                    ylabel="masked-token loss",
-                    title="MLM pre-training loss",
-                    marker=None,
-                )
+    procs = Processes.from_env(placement.device)
+    try:
+        with torch_threads(config.num_threads):
+            set_seed(config.seed)
+            texts = _passage_texts(passages_path)
+            model, tokenizer = _build(config, texts, procs)
+            if tokenizer.pad_token_id is None:
+                raise InputError("the model's tokenizer has no padding token")
+            limit = getattr(model.config, "max_position_embeddings", None) or config.max_length
+            # RoBERTa-style position tables start after the padding index: leave it two positions.
+            block = min(config.max_length, limit if not config.base_model else limit - 2)
+            sequences = _sequences(tokenizer, texts, block, config)
+            summary = _train(config, model, tokenizer, sequences, placement, procs)
+            summary.update(passages=len(texts), sequences=len(sequences), sequence_length=block)
+            if procs.is_main:
+                _write(config, out_dir, force, model, tokenizer, summary)
+            procs.barrier()
+    finally:
+        procs.close()
     log.info(
         "pre-trained %d steps on %d sequences in %.0f s, loss %.3f -> %.3f -> %s",
         summary["steps"],
@@ -244,6 +243,27 @@ def pretrain(
         out_dir,
     )
     return PretrainResult(out_dir, summary)
+
+
+def _write(config: PretrainConfig, out_dir: Path, force: bool, model, tokenizer, summary: dict) -> None:
+    """The model folder (rank 0 only): weights, tokenizer, odqa_pretrain.json, loss plot."""
+    with atomic_dir(out_dir, kind=PRETRAIN_KIND, force=force) as tmp:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        write_json(tmp / PRETRAIN_INFO_FILE, {"config": config.to_dict(), "training": summary})
+        if summary["loss_history"]:
+            from odqa.reports import line_plot
+
+            history = summary["loss_history"]
+            line_plot(
+                tmp / LOSS_PLOT_FILE,
+                [s for s, _ in history],
+                [v for _, v in history],
+                xlabel="step",
+                ylabel="masked-token loss",
+                title="MLM pre-training loss",
+                marker=None,
+            )
 
 
 def mlm_loss(model, batch: dict) -> torch.Tensor:
@@ -261,7 +281,9 @@ def mlm_loss(model, batch: dict) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits.float(), labels[chosen])
 
 
-def _train(config: PretrainConfig, model, tokenizer, sequences: list[dict], placement: Placement) -> dict:
+def _train(
+    config: PretrainConfig, model, tokenizer, sequences: list[dict], placement: Placement, procs: Processes
+) -> dict:
     steps_per_epoch = math.ceil(len(sequences) / config.batch_size)
     total_steps = math.ceil(steps_per_epoch * config.epochs)
     if config.max_steps is not None:
@@ -275,51 +297,65 @@ def _train(config: PretrainConfig, model, tokenizer, sequences: list[dict], plac
         optimizer, int(config.warmup_ratio * total_steps), total_steps
     )
     scaler = placement.grad_scaler()
+    train_model = model
+    if procs.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     generator = torch.Generator().manual_seed(config.seed)
-    # Whole-word masking in transformers 5 replaces every chosen token by the mask token (it warns and
-    # does so when asked for random replacements): ask for exactly that.
-    replace = {"mask_replace_prob": 1.0, "random_replace_prob": 0.0} if config.whole_word_masking else {}
-    collator = DataCollatorForLanguageModeling(
-        tokenizer,
-        mlm_probability=config.mlm_probability,
-        whole_word_mask=config.whole_word_masking,
-        seed=config.seed,
-        **replace,
-    )
-    history, window, tokens, step = [], [], 0, 0
+    masker = _Masker(tokenizer, config, len(sequences))
+    history, window, tokens, step, epoch = [], [], 0, 0, 0
     model.train()
     t0 = time.perf_counter()
-    progress = progress_bar(total=total_steps, desc="pretrain", unit="step")
+    progress = progress_bar(total=total_steps, desc="pretrain", unit="step", disable=not procs.is_main)
     while step < total_steps:
         order = torch.randperm(len(sequences), generator=generator).tolist()
         for b in range(0, len(order), config.batch_size):
             if step >= total_steps:
                 break
             indices = order[b : b + config.batch_size]
-            size = math.ceil(len(indices) / config.grad_accum)
-            step_loss = 0.0
-            for m in range(0, len(indices), size):
-                micro = indices[m : m + size]
-                batch = collator(_pad(tokenizer, [sequences[i] for i in micro]))
+            micros = micro_batches(indices, procs, config.grad_accum)
+            batches = [
+                masker(_pad(tokenizer, [sequences[j] for j in micro]), micro, epoch) for micro in micros
+            ]
+            masked = [int((batch["labels"] != -100).sum()) for batch in batches]
+            # the step's loss is the mean over all its masked tokens, whichever process reads them
+            step_masked = max(1.0, procs.sum([float(sum(masked))], device)[0])
+            step_loss = torch.zeros((), device=device)
+            for i, batch in enumerate(batches):
                 tokens += int(batch["attention_mask"].sum())
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                last = i == len(batches) - 1
+                sync = contextlib.nullcontext() if last or not procs.distributed else train_model.no_sync()
+                with sync:
+                    with placement.autocast():
+                        # DDP averages gradients over ranks, hence the factor world
+                        loss = mlm_loss(train_model, batch) * (masked[i] * procs.world / step_masked)
+                    (scaler.scale(loss) if scaler is not None else loss).backward()
+                step_loss += loss.detach()
+            if not micros and procs.distributed:
+                # a rank with no sequences this step still joins DDP's gradient all-reduce
+                batch = masker(_pad(tokenizer, [sequences[order[0]]]), [order[0]], epoch)
                 with placement.autocast():
-                    loss = mlm_loss(model, batch) * (len(micro) / len(indices))
-                (scaler.scale(loss) if scaler is not None else loss).backward()
-                step_loss += float(loss.detach())
+                    dummy = mlm_loss(train_model, {k: v.to(device) for k, v in batch.items()})
+                (dummy * 0.0).backward()
             optimizer_step(model, optimizer, scheduler, scaler)
             step += 1
-            window.append(step_loss)
+            window.append(float(step_loss))
             progress.update(1)
             if step % config.log_every == 0 or step == total_steps:
-                mean = sum(window) / len(window)
+                mean = procs.sum([sum(window)], device)[0] / (len(window) * procs.world)
                 history.append((step, mean))
                 progress.set_postfix(loss=f"{mean:.3f}")
                 log.info("pretrain step %d/%d loss %.4f", step, total_steps, mean)
                 window = []
+        epoch += 1
     progress.close()
     model.eval()
     seconds = time.perf_counter() - t0
+    tokens = int(procs.sum([float(tokens)], device)[0])
     return {
         "steps": step,
         "epochs": step / steps_per_epoch,
@@ -328,8 +364,36 @@ def _train(config: PretrainConfig, model, tokenizer, sequences: list[dict], plac
         "tokens": tokens,
         "tokens_per_second": tokens / seconds if seconds > 0 else 0.0,
         "num_threads": torch.get_num_threads(),
+        "processes": procs.world,
         **placement.to_dict(),
         "first_loss": history[0][1] if history else float("nan"),
         "final_loss": history[-1][1] if history else float("nan"),
         "loss_history": history,
     }
+
+
+class _Masker:
+    """transformers' DataCollatorForLanguageModeling, one sequence at a time from a seed of its own
+    (run seed, epoch, sequence): a sequence's masks do not depend on which process or micro-batch
+    reads it, so one process and several under torchrun take the same steps."""
+
+    def __init__(self, tokenizer, config: PretrainConfig, n_sequences: int):
+        self.tokenizer, self.config, self.n = tokenizer, config, n_sequences
+        # Whole-word masking in transformers 5 replaces every chosen token by the mask token (it warns
+        # and does so when asked for random replacements): ask for exactly that.
+        self.replace = (
+            {"mask_replace_prob": 1.0, "random_replace_prob": 0.0} if config.whole_word_masking else {}
+        )
+
+    def __call__(self, padded: list[dict], indices: list[int], epoch: int) -> dict:
+        rows = []
+        for row, index in zip(padded, indices, strict=True):
+            collator = DataCollatorForLanguageModeling(
+                self.tokenizer,
+                mlm_probability=self.config.mlm_probability,
+                whole_word_mask=self.config.whole_word_masking,
+                seed=(self.config.seed * 1_000_003 + epoch * self.n + index) % 2**31,
+                **self.replace,
+            )
+            rows.append(collator([row]))
+        return {k: torch.cat([r[k] for r in rows]) for k in rows[0]}

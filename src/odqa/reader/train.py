@@ -27,7 +27,6 @@ import contextlib
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,7 +48,7 @@ from odqa.progress import progress_bar
 from odqa.reader import checkpoint
 from odqa.reader.config import READER_CONFIG_FILE, ReaderTrainConfig
 from odqa.reader.device import Placement, optimizer_step
-from odqa.reader.distributed import Processes
+from odqa.reader.distributed import Processes, micro_batches, share_tokenizer
 from odqa.reader.features import ReaderSettings, train_features
 from odqa.reader.predict import pad_windows, torch_threads
 from odqa.schema import TRAINING_LOSS_PLOT_FILE, QAExample
@@ -226,25 +225,6 @@ def _prepare_out_dir(out_dir: Path, root: Path, force: bool) -> None:
         write_json(out_dir / OUTPUT_MARKER, {"kind": READER_KIND}, indent=None)
 
 
-def _share_tokenizer(procs: Processes, tokenizer):
-    """rank 0's tokenizer on every rank: a vocabulary learned from the corpus can differ between
-    processes (the learner breaks frequency ties in hash order)."""
-    if not procs.distributed:
-        return tokenizer
-    files = None
-    if procs.is_main:
-        with tempfile.TemporaryDirectory() as tmp:
-            tokenizer.save_pretrained(tmp)
-            files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
-    files = procs.broadcast(files)
-    if procs.is_main:
-        return tokenizer
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, data in files.items():
-            (Path(tmp) / name).write_bytes(data)
-        return AutoTokenizer.from_pretrained(tmp)
-
-
 def _train_reader(
     config: ReaderTrainConfig,
     train_qa_path: str | Path,
@@ -280,7 +260,7 @@ def _train_reader(
             model, tokenizer = _build_model(config, examples, corpus_path, out_dir)
         else:  # rank 0 learns the vocabulary, every rank gets it
             tokenizer = _scratch_tokenizer(config, examples, corpus_path) if procs.is_main else None
-            tokenizer = _share_tokenizer(procs, tokenizer)
+            tokenizer = share_tokenizer(procs, tokenizer)
             model = _scratch_model(config, tokenizer)
         _check_positions(model, config)
         features = train_features(examples, tokenizer, settings, path=train_qa_path)
@@ -389,13 +369,6 @@ def model_input_names(tokenizer, model, feature: dict) -> list[str]:
     if getattr(model.config, "type_vocab_size", 2) < 2 and "token_type_ids" in names:
         names.remove("token_type_ids")
     return names
-
-
-def _micro_batches(step_indices: list[int], procs: Processes, grad_accum: int) -> list[list[int]]:
-    """This process's share of a step's windows, in grad_accum forward passes (empty ones dropped)."""
-    mine = step_indices[procs.rank :: procs.world]
-    size = math.ceil(len(mine) / grad_accum) if mine else 0
-    return [mine[i : i + size] for i in range(0, len(mine), size)] if size else []
 
 
 class _Collate:
@@ -526,7 +499,7 @@ def _train_loop(
         while state["next_batch"] < len(order) and state["step"] < total_steps:
             b = state["next_batch"]
             step_indices = order[b : b + config.batch_size]
-            micros = _micro_batches(step_indices, procs, config.grad_accum)
+            micros = micro_batches(step_indices, procs, config.grad_accum)
             denominator = len(step_indices) / procs.world
             step_loss = torch.zeros((), device=device)
             for i, inputs in enumerate(_batches(micros, collate, config, placement)):

@@ -1,7 +1,9 @@
-"""Entry point for data-parallel reader training on several GPUs or nodes:
+"""Entry point for data-parallel reader training (and MLM pre-training) on several GPUs or nodes:
 
     torchrun --nproc-per-node 4 -m odqa.reader.train_ddp --train qa.jsonl --out reader/ \
         --config '{"reader_model": "klue/roberta-large", "batch_size": 32}'
+    torchrun --nproc-per-node 4 -m odqa.reader.train_ddp --stage pretrain --passages passages.jsonl \
+        --out pretrained/ --config '{"base_model": "/models/roberta", "max_steps": 10000}'
 
 Every process runs the same training (odqa.reader.train) on its share of each step's windows; DDP
 averages the gradients and rank 0 alone writes checkpoints and the reader. A Kubeflow Trainer TrainJob
@@ -31,7 +33,7 @@ def _config(text: str | None) -> dict:
     except json.JSONDecodeError as e:
         raise InputError(f"--config: not JSON ({e.msg} at character {e.pos})") from None
     if not isinstance(value, dict):
-        raise InputError("--config: must be a JSON object of ReaderTrainConfig fields")
+        raise InputError("--config: must be a JSON object of the stage's config fields")
     return value
 
 
@@ -39,21 +41,37 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m odqa.reader.train_ddp", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--train", required=True, help="training qa.jsonl")
-    parser.add_argument("--out", required=True, help="reader folder to write (rank 0)")
-    parser.add_argument("--corpus", help="passages.jsonl for the from-scratch vocabulary")
-    parser.add_argument("--config", help="ReaderTrainConfig fields as a JSON object, or @file.json")
+    parser.add_argument(
+        "--stage", choices=("reader", "pretrain"), default="reader", help="what to train (default: reader)"
+    )
+    parser.add_argument("--train", help="reader: training qa.jsonl")
+    parser.add_argument("--passages", help="pretrain: passages.jsonl to pre-train on")
+    parser.add_argument("--out", required=True, help="folder to write (rank 0)")
+    parser.add_argument("--corpus", help="reader: passages.jsonl for the from-scratch vocabulary")
+    parser.add_argument(
+        "--config", help="ReaderTrainConfig (or PretrainConfig) fields as a JSON object, or @file.json"
+    )
     args = parser.parse_args(argv)
+    needed = "--train" if args.stage == "reader" else "--passages"
+    if not (args.train if args.stage == "reader" else args.passages):
+        parser.error(f"--stage {args.stage} needs {needed}")
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(
         level=logging.INFO if rank == 0 else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
-        from odqa.reader.config import ReaderTrainConfig
-        from odqa.reader.train import train_reader
+        if args.stage == "pretrain":
+            from odqa.reader.config import PretrainConfig
+            from odqa.reader.pretrain import pretrain
 
-        config = ReaderTrainConfig.from_dict(_config(args.config), source="--config")
-        out = train_reader(config, args.train, args.out, corpus_path=args.corpus)
+            settings = PretrainConfig.from_dict(_config(args.config), source="--config")
+            out = pretrain(settings, args.passages, args.out).model_dir
+        else:
+            from odqa.reader.config import ReaderTrainConfig
+            from odqa.reader.train import train_reader
+
+            config = ReaderTrainConfig.from_dict(_config(args.config), source="--config")
+            out = train_reader(config, args.train, args.out, corpus_path=args.corpus)
     except InputError as e:
         print(f"odqa train_ddp: error: {e}", file=sys.stderr)
         return 2
