@@ -8,6 +8,7 @@ NFD, which splits every Hangul syllable into jamo and triples sequence lengths.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -36,6 +37,19 @@ def _add_continuations(tok: Tokenizer) -> None:
     log.info("added %d '##' character continuations", len(missing))
 
 
+def _normalize(text: str) -> str:
+    """What the tokenizer's normalizer makes of text (NFC, lowercase)."""
+    return unicodedata.normalize("NFC", text).lower()
+
+
+def _bare_tokenizer(model) -> Tokenizer:
+    tok = Tokenizer(model)
+    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    return tok
+
+
 def train_wordpiece_tokenizer(
     texts: Iterable[str],
     out_dir: str | Path | None = None,
@@ -58,14 +72,26 @@ def train_wordpiece_tokenizer(
         from odqa.text.morphemes import morpheme_pieces
 
         texts = (" ".join(pieces) for pieces in morpheme_pieces(texts, num_workers=num_workers))
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
-    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece(prefix="##")
+    texts = list(texts)
+    # tokenizers' trainer numbers the '##' form of a character when it first meets it while walking a
+    # hash map, and breaks ties between equally frequent merges by those numbers: the same corpus gave
+    # another vocabulary in every process (huggingface/tokenizers#1794), and make run's EM moved by 1.3.
+    # Numbered up front, in sorted order (as special tokens of the trainer only), they are the same
+    # in every run.
+    continuations = [f"##{c}" for c in sorted({c for t in texts for c in _normalize(t) if not c.isspace()})]
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS, show_progress=False
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=SPECIAL_TOKENS + continuations,
+        show_progress=False,
     )
-    tok.train_from_iterator(texts, trainer=trainer)
+    trained = _bare_tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+    trained.train_from_iterator(texts, trainer=trainer)
+    # the same vocabulary in a tokenizer whose only special tokens are BERT's
+    tok = _bare_tokenizer(
+        models.WordPiece(vocab=trained.get_vocab(), unk_token="[UNK]", max_input_chars_per_word=100)
+    )
+    tok.add_special_tokens(SPECIAL_TOKENS)
     if morphemes:
         _add_continuations(tok)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
