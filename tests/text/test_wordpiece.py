@@ -8,7 +8,11 @@ from odqa.text.wordpiece import SPECIAL_TOKENS, train_wordpiece_tokenizer
 
 pytestmark = pytest.mark.unit
 
-TEXTS = ["Wel come to the 🤗 Tok en izers libr ary.", "세종대왕은 훈민정음을 창제하였다.", "세종은 조선의 왕이다."] * 2
+TEXTS = [
+    "Wel come to the 🤗 Tok en izers libr ary.",
+    "세종대왕은 훈민정음을 창제하였다.",
+    "세종은 조선의 왕이다.",
+] * 2
 
 
 def test_the_same_corpus_gives_the_same_vocabulary_every_time():
