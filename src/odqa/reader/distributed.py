@@ -81,8 +81,7 @@ class Processes:
 
 
 def share_tokenizer(procs: Processes, tokenizer):
-    """rank 0's tokenizer on every rank: a vocabulary learned from the corpus can differ between
-    processes (the learner breaks frequency ties in hash order)."""
+    """rank 0's tokenizer on every rank: a vocabulary is learned once, not by every process."""
     if not procs.distributed:
         return tokenizer
     from transformers import AutoTokenizer

@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         "--config", help="ReaderTrainConfig (or PretrainConfig) fields as a JSON object, or @file.json"
     )
     args = parser.parse_args(argv)
-    needed = "--train" if args.stage == "reader" else "--passages"
-    if not (args.train if args.stage == "reader" else args.passages):
+    needed, given = ("--train", args.train) if args.stage == "reader" else ("--passages", args.passages)
+    if not given:
         parser.error(f"--stage {args.stage} needs {needed}")
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(

@@ -8,7 +8,6 @@ NFD, which splits every Hangul syllable into jamo and triples sequence lengths.
 from __future__ import annotations
 
 import logging
-import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,28 +17,6 @@ from transformers import PreTrainedTokenizerFast
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
-
-def _add_continuations(tok: Tokenizer) -> None:
-    """Give every single character of the vocabulary its '##' form too. Learned from morpheme pieces,
-    a particle such as 은 may only ever start a piece, so '##은' is never learned, and WordPiece, which
-    reads whole eojeol at inference, would turn all of "세종대왕은" into [UNK]."""
-    vocab = tok.get_vocab()
-    missing = sorted(
-        f"##{t}" for t in vocab if len(t) == 1 and t not in SPECIAL_TOKENS and f"##{t}" not in vocab
-    )
-    if not missing:
-        return
-    extended = dict(vocab)
-    for piece in missing:
-        extended[piece] = len(extended)
-    tok.model = models.WordPiece(vocab=extended, unk_token="[UNK]", max_input_chars_per_word=100)
-    log.info("added %d '##' character continuations", len(missing))
-
-
-def _normalize(text: str) -> str:
-    """What the tokenizer's normalizer makes of text (NFC, lowercase)."""
-    return unicodedata.normalize("NFC", text).lower()
 
 
 def _bare_tokenizer(model) -> Tokenizer:
@@ -73,27 +50,27 @@ def train_wordpiece_tokenizer(
 
         texts = (" ".join(pieces) for pieces in morpheme_pieces(texts, num_workers=num_workers))
     texts = list(texts)
-    # tokenizers' trainer numbers the '##' form of a character when it first meets it while walking a
-    # hash map, and breaks ties between equally frequent merges by those numbers: the same corpus gave
-    # another vocabulary in every process (huggingface/tokenizers#1794), and make run's EM moved by 1.3.
-    # Numbered up front, in sorted order (as special tokens of the trainer only), they are the same
-    # in every run.
-    continuations = [f"##{c}" for c in sorted({c for t in texts for c in _normalize(t) if not c.isspace()})]
+    trained = _bare_tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+    # Every character gets its '##' form, numbered up front in sorted order (as special tokens of the
+    # trainer only). Up front: tokenizers' trainer numbers them as it meets them while walking a hash
+    # map and breaks ties between equally frequent merges by those numbers, so the same corpus gave
+    # another vocabulary in every process (huggingface/tokenizers#1794; make run's EM moved by 1.3).
+    # Every character: learned from morpheme pieces, a particle such as 은 may only ever start a piece,
+    # and without '##은' WordPiece, which reads whole eojeol at inference, turns "세종대왕은" into [UNK].
+    normalize = trained.normalizer.normalize_str
+    continuations = [f"##{c}" for c in sorted({c for t in texts for c in normalize(t) if not c.isspace()})]
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
         special_tokens=SPECIAL_TOKENS + continuations,
         show_progress=False,
     )
-    trained = _bare_tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
     trained.train_from_iterator(texts, trainer=trainer)
     # the same vocabulary in a tokenizer whose only special tokens are BERT's
     tok = _bare_tokenizer(
         models.WordPiece(vocab=trained.get_vocab(), unk_token="[UNK]", max_input_chars_per_word=100)
     )
     tok.add_special_tokens(SPECIAL_TOKENS)
-    if morphemes:
-        _add_continuations(tok)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
