@@ -11,8 +11,9 @@ bench/README.md.
 
 `--set levers` measures the reader's ceiling levers instead (issue 15), each as a switch against the same
 baseline at equal CPU time: morpheme vocabulary, MLM pre-training on the passages (its seconds are taken
-from the reader's steps), k-fold readers (K readers of steps/K each, log_prob_sum ensemble), and all
-together; with the share of eval answers that are token spans and wall time. Its table goes to the
+from the reader's steps), k-fold readers (K readers of steps/K each, log_prob_sum ensemble), the focus
+sentence marked in the reader's token types (focus_sentence), answers starting at word starts (predict's
+word_spans "start"), and all together; with the share of eval answers that are token spans and wall time. Its table goes to the
 "## Reader levers" section of bench/README.md.
 
     .venv/bin/python bench/ablation.py --set levers --steps 700
@@ -145,10 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     write_qa(eval_path, eval_examples)
     retrieved = retrieve(index, eval_path, out / "retrieved.jsonl", top_k=max(args.top_k, 20))
 
-    base_train = ReaderTrainConfig(max_length=256, doc_stride=64, max_steps=args.steps, epochs=100.0, num_threads=args.num_threads, seed=42, morpheme_vocab=False)  # fmt: skip
-    # Trimming is on by default in odqa; the baseline leaves it off so its row measures it.
+    base_train = ReaderTrainConfig(max_length=256, doc_stride=64, max_steps=args.steps, epochs=100.0, num_threads=args.num_threads, seed=42, morpheme_vocab=False, focus_sentence=False)  # fmt: skip
+    # Trimming and word starts are on by default in odqa; the baseline leaves them off so rows measure them.
     base_predict = PredictConfig(
-        n_best=20, top_k_passages=args.top_k, trim_particles=False, num_threads=args.num_threads
+        n_best=20,
+        top_k_passages=args.top_k,
+        trim_particles=False,
+        word_spans="off",
+        num_threads=args.num_threads,
     )
 
     def run_reader(name: str, config: ReaderTrainConfig, train_path: Path) -> Path:
@@ -247,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-LEVERS = ("morpheme", "pretrain", "folds", "all")
+LEVERS = ("morpheme", "focus", "word_spans", "pretrain", "folds", "all")
 
 
 def run_levers(
@@ -268,9 +273,10 @@ def run_levers(
 
     def read(name: str, model_dirs: list[Path]) -> dict:
         nbests = []
+        config = predict_config.replace(word_spans="start" if name in ("word_spans", "all") else "off")
         for i, model_dir in enumerate(model_dirs):
             pred_dir = out / "predictions" / f"{name}-{i}"
-            predict(predict_config, model_dir, retrieved, pred_dir, force=True)
+            predict(config, model_dir, retrieved, pred_dir, force=True)
             nbests.append(pred_dir / "nbest.json")
         if len(nbests) == 1:
             return read_json(nbests[0].parent / "predictions.json")
@@ -289,9 +295,14 @@ def run_levers(
             continue
         t0 = time.time()
         morph = name in ("morpheme", "all")
-        config = base_train.replace(morpheme_vocab=morph)
+        focus = name in ("focus", "all")
+        config = base_train.replace(morpheme_vocab=morph, focus_sentence=focus)
         steps, what = args.steps, []
         what.append("morpheme vocabulary" if morph else "eojeol vocabulary")
+        if focus:
+            what.append("focus sentence marked")
+        if name in ("word_spans", "all"):
+            what.append("answers start at word starts")
         pretrain_s = 0.0
         if name in ("pretrain", "all"):
             p = pretrain(

@@ -9,7 +9,13 @@ from tokenizers.processors import TemplateProcessing
 from transformers import AutoTokenizer
 
 from odqa.errors import InputError
-from odqa.reader.features import ReaderSettings, cls_position, inference_features, train_features
+from odqa.reader.features import (
+    ReaderSettings,
+    cls_position,
+    focus_spans,
+    inference_features,
+    train_features,
+)
 from odqa.schema import QAExample
 
 
@@ -240,4 +246,52 @@ def test_question_overlap_marks_context_tokens_shared_with_the_question(tokenize
     inference = inference_features(
         [ex.question], [""], [ex.context], tokenizer, ReaderSettings(question_overlap=True)
     )
+    assert inference[0].inputs["token_type_ids"] == marked["token_type_ids"]  # same feature at inference
+
+
+def test_focus_sentence_is_the_sentence_sharing_most_question_words(tokenizer, corpus):
+    context = corpus[0] + " " + corpus[3]  # 수도 / 서울 / 한강 / 이순신 / 임진왜란: four sentences
+    second = context.index("서울은")
+    fourth = context.index("임진왜란")
+    spans = focus_spans(
+        tokenizer,
+        ["서울은 무엇을 끼고 있나?", "임진왜란 때 이순신은 무엇을 지휘하였나?", "서울은 임진왜란", "제주"],
+        [context] * 4,
+    )
+    assert [context[a:b].strip() for a, b in spans[0]] == ["서울은 한강을 끼고 있다."]
+    assert spans[0][0][0] <= second < spans[0][0][1]
+    # 이순신 (sentence 3) against 임진왜란 + 지휘 (sentence 4): the most shared words win
+    assert [context[a:b].strip() for a, b in spans[1]] == ["임진왜란 때 수군을 지휘하였다."]
+    assert spans[1][0][0] <= fourth < spans[1][0][1]
+    assert [context[a:b].strip() for a, b in spans[2]] == [
+        corpus[0].split(". ")[1],
+        "임진왜란 때 수군을 지휘하였다.",
+    ]  # a tie: both
+    assert spans[3] == []  # nothing shared: no focus
+
+
+def test_focus_sentence_adds_two_to_the_token_types_inside_it(tokenizer, corpus):
+    context = corpus[0] + " " + corpus[3]
+    answer = "수군"
+    ex = QAExample(
+        id="f", question="임진왜란 때 무엇을 지휘하였나?", context=context, title="",
+        answers={"answer_start": [context.index(answer)], "text": [answer]},
+    )  # fmt: skip
+    base = ReaderSettings(question_overlap=True)
+    both = ReaderSettings(question_overlap=True, focus_sentence=True)
+    plain = train_features([ex], tokenizer, base)[0]
+    marked = train_features([ex], tokenizer, both)[0]
+    assert plain["input_ids"] == marked["input_ids"]
+    assert (plain["start_positions"], plain["end_positions"]) == (
+        marked["start_positions"],
+        marked["end_positions"],
+    )
+    enc = tokenizer(ex.question, context, return_offsets_mapping=True)
+    ((start, end),) = focus_spans(tokenizer, [ex.question], [context])[0]
+    for position, (t0, t1) in enumerate(zip(plain["token_type_ids"], marked["token_type_ids"], strict=True)):
+        in_focus = enc.sequence_ids()[position] == 1 and start <= enc["offset_mapping"][position][0] < end
+        assert t1 == t0 + 2 if in_focus else t1 == t0
+    assert {4, 3} <= set(marked["token_type_ids"])  # overlap and plain tokens inside the sentence
+    assert marked["token_type_ids"][marked["start_positions"]] == 3  # the answer lies in it
+    inference = inference_features([ex.question], [""], [context], tokenizer, both)
     assert inference[0].inputs["token_type_ids"] == marked["token_type_ids"]  # same feature at inference

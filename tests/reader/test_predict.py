@@ -83,6 +83,24 @@ def test_spans_respect_max_length_order_and_context():
     assert feature_spans(s, e, [None] * 17, 20, 30) == []
 
 
+def test_word_spans_keep_starts_and_ends_on_word_boundaries():
+    # "세종대왕은 훈민정음을" as tokens 세종 ##대왕 ##은 훈민 ##정음 ##을: a word starts at 0 and 7.
+    text = "세종대왕은 훈민정음을"
+    offsets = [None, (0, 2), (2, 4), (4, 5), (6, 8), (8, 10), (10, 11)]
+    # The best start (2: "대왕") is inside a word; the best end (2) ends before a particle.
+    s, e = _logits(7, {2: 9.0, 1: 5.0, 4: 1.0}, {2: 9.0, 3: 4.0, 6: 2.0})
+    best = lambda spans: max(spans, key=lambda sp: sp["start_logit"] + sp["end_logit"])  # noqa: E731
+    off = best(feature_spans(s, e, offsets, 20, 30, text, "off"))
+    assert text[off["start_char"] : off["end_char"]] == "대왕"
+    start = best(feature_spans(s, e, offsets, 20, 30, text, "start"))
+    assert text[start["start_char"] : start["end_char"]] == "세종대왕"
+    assert start["start_prob"] == pytest.approx(float(np.exp(5.0) / np.exp(s[1:]).sum()))  # same softmax
+    both = best(feature_spans(s, e, offsets, 20, 30, text, "both"))
+    assert text[both["start_char"] : both["end_char"]] == "세종대왕은"
+    assert all(text[sp["start_char"] - 1 : sp["start_char"]] in ("", " ") for sp in
+               feature_spans(s, e, offsets, 20, 30, text, "start"))  # fmt: skip
+
+
 def _two_passage_case(tokenizer, corpus):
     results = [
         RetrievalResult(

@@ -104,7 +104,8 @@ def test_pretrain_from_scratch_then_a_reader_starts_from_it(passages, tiny_qa, t
         tmp_path / "reader",
     )
     saved = read_json(reader / READER_CONFIG_FILE)
-    assert saved["question_overlap"] is True  # the pretrained model has the third token type
+    # the pretrained model has the token types of both reader features
+    assert saved["question_overlap"] is True and saved["focus_sentence"] is True
     assert (
         AutoTokenizer.from_pretrained(str(reader)).get_vocab()
         == AutoTokenizer.from_pretrained(str(tmp_path / "pt")).get_vocab()
@@ -136,7 +137,9 @@ def test_continue_pretraining_a_checkpoint_of_each_family(
         _qa(tmp_path, corpus),
         tmp_path / "reader",
     )
-    assert read_json(out / READER_CONFIG_FILE)["question_overlap"] is False  # a hub model's types mean A/B
+    saved = read_json(out / READER_CONFIG_FILE)
+    # a hub model's types mean sentence A/B: no reader features
+    assert saved["question_overlap"] is False and saved["focus_sentence"] is False
 
 
 def _qa(tmp_path, corpus):

@@ -241,9 +241,11 @@ def _weighted_qa(tiny_qa, tmp_path):
 
 def test_grad_accum_and_uneven_parts_give_the_same_steps(bert_no_dropout, tiny_qa, tmp_path):
     """A step of 5 windows in one pass or in passes of 3 + 2: the same step losses (relative 1e-5: fp32
-    sums in another order) and weights within 1e-3 (AdamW turns a 1e-9 difference in a near-zero
-    gradient into a step of up to lr = 1e-3). Each part is divided by the step's window count, not its
-    own: dividing by its own count would make the first loss a sum of two means."""
+    sums in another order) and the same weights: almost all within 1e-6, none further apart than the
+    four steps' learning rates add up to (2.5e-3: AdamW turns a 1e-9 difference in a near-zero gradient
+    into a step of up to lr, and which parameter that hits changes with the machine's kernels; 1.06e-3
+    was seen). Each part is divided by the step's window count, not its own: dividing by its own count
+    would make the first loss a sum of two means."""
     qa = _weighted_qa(tiny_qa, tmp_path)
     base = ReaderTrainConfig(**FAST, reader_model=str(bert_no_dropout), batch_size=5, max_steps=4)
     one = train_reader(base, qa, tmp_path / "one")
@@ -252,8 +254,9 @@ def test_grad_accum_and_uneven_parts_give_the_same_steps(bert_no_dropout, tiny_q
     l2 = [v for _, v in read_json(two / READER_CONFIG_FILE)["training"]["loss_history"]]
     assert l1 == pytest.approx(l2, rel=1e-5)
     w1, w2 = _weights(one), _weights(two)
-    diff = max(float((w1[k] - w2[k]).abs().max()) for k in w1)
-    assert diff < 1e-3, diff
+    diffs = torch.cat([(w1[k] - w2[k]).abs().flatten() for k in w1])
+    assert float(diffs.max()) < 2.5e-3, float(diffs.max())
+    assert float((diffs > 1e-6).float().mean()) < 0.01
 
 
 def test_bf16_on_the_cpu_trains_and_predicts(bert_dir, tiny_qa, tmp_path):
@@ -375,3 +378,46 @@ def test_model_families_train_save_reload_and_predict(family, tiny_qa, tmp_path,
     )
     assert set(predictions) == {ex.id for ex in examples}
     assert all(e["text"] in ex.context for ex in examples for e in nbest[ex.id])
+
+
+def test_the_reader_records_its_answer_length_limit_and_predict_keeps_to_it(tiny_qa, tmp_path):
+    """Train writes the 99th percentile of its answers' token lengths (rounded up) into odqa_reader.json;
+    predict's default span limit is that number, an explicit max_answer_length overrides it, and a reader
+    saved before the number existed gets the transformers example's 30."""
+    from odqa.reader.config import DEFAULT_MAX_ANSWER_LENGTH
+    from odqa.reader.features import train_features
+    from odqa.reader.train import answer_length_limit
+
+    out = train_reader(ReaderTrainConfig(**TINY, max_steps=2, batch_size=4), tiny_qa, tmp_path / "m")
+    reader = Reader.load(out)
+    examples = load_qa(tiny_qa).examples
+    features = train_features(examples, reader.tokenizer, reader.settings)
+    lengths = sorted(
+        f["end_positions"] - f["start_positions"] + 1
+        for f in features
+        if f["start_positions"] != f["input_ids"].index(reader.tokenizer.cls_token_id)
+    )
+    expected = math.ceil(lengths[-2] + 0.99 * (len(lengths) - 1) % 1 * (lengths[-1] - lengths[-2]))
+    assert read_json(out / READER_CONFIG_FILE)["max_answer_length"] == expected == reader.max_answer_length
+    assert answer_length_limit(reader.tokenizer, features) == expected
+
+    contexts = {ex.id: ex.context for ex in examples}
+
+    def longest(config: PredictConfig) -> int:
+        """The most context tokens any n-best answer covers."""
+        _, nbest = reader.predict(results_from_gold(examples), config)
+        most = 0
+        for qid, entries in nbest.items():
+            offsets = reader.tokenizer(contexts[qid], return_offsets_mapping=True, add_special_tokens=False)
+            for e in entries:
+                start, end = e["start_char"], e["start_char"] + len(e["text"])
+                most = max(most, sum(start <= a < end for a, _ in offsets["offset_mapping"]))
+        return most
+
+    plain = PredictConfig(trim_particles=False, word_spans="off", n_best=50)
+    assert longest(plain) <= expected
+    assert longest(plain.replace(max_answer_length=1)) == 1
+    saved = read_json(out / READER_CONFIG_FILE)
+    del saved["max_answer_length"]
+    (out / READER_CONFIG_FILE).write_text(json.dumps(saved, ensure_ascii=False))
+    assert Reader.load(out).max_answer_length == DEFAULT_MAX_ANSWER_LENGTH

@@ -126,7 +126,7 @@ def build_pipeline(target: str = "cpu", gpu: GpuTarget | None = None, retries: b
         reader_configs: list = [{"hidden_size": 128, "num_layers": 2, "num_heads": 2, "num_threads": 2}],  # noqa: B006 (KFP needs literal defaults)
         # K > 1: every reader_configs item trained K times on K article folds, all ensembled.
         folds: int = 1,
-        score_mode: str = "prob_product",
+        score_mode: str = "logit_sum",
         ensemble_config: dict = {},  # noqa: B006 (KFP needs literal defaults)
         tracking_uri: str = "http://mlflow.odqa.svc.cluster.local:5000",
         experiment: str = "odqa",

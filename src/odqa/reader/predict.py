@@ -28,7 +28,7 @@ from odqa.data import load_retrieved
 from odqa.errors import InputError
 from odqa.io import atomic_dir, check_output_dir, read_json, write_json
 from odqa.progress import progress_bar
-from odqa.reader.config import READER_CONFIG_FILE, PredictConfig
+from odqa.reader.config import DEFAULT_MAX_ANSWER_LENGTH, READER_CONFIG_FILE, PredictConfig
 from odqa.reader.device import Placement
 from odqa.reader.features import InferenceFeature, ReaderSettings, inference_features
 from odqa.schema import NBEST_FILE, PREDICTIONS_FILE, Hit, QAExample, RetrievalResult
@@ -121,8 +121,12 @@ def feature_spans(
     offsets: list[tuple[int, int] | None],
     n_best: int,
     max_answer_length: int,
+    text: str | None = None,
+    word_spans: str = "off",
 ) -> list[dict]:
     """The n-best valid spans of one window: start <= end, both in the context, length <= max tokens.
+    With `text` and word_spans "start" a span starts where a word of `text` starts; "both": it also ends
+    where a word ends.
 
     Probabilities are softmaxes over this window's context tokens only."""
     context_idx = np.array([t for t, o in enumerate(offsets) if o is not None], dtype=np.int64)
@@ -130,8 +134,15 @@ def feature_spans(
         return []
     s_logits, e_logits = start_logits[context_idx], end_logits[context_idx]
     s_probs, e_probs = _softmax(s_logits), _softmax(e_logits)
-    top_s = np.argsort(-s_logits, kind="stable")[:n_best]
-    top_e = np.argsort(-e_logits, kind="stable")[:n_best]
+    s_rank, e_rank = s_logits, e_logits
+    if text is not None and word_spans != "off":
+        starts_word = np.array([_word_start(text, offsets[t][0]) for t in context_idx])
+        s_rank = np.where(starts_word, s_logits, -np.inf)
+        if word_spans == "both":
+            ends_word = np.array([_word_end(text, offsets[t][1]) for t in context_idx])
+            e_rank = np.where(ends_word, e_logits, -np.inf)
+    top_s = [i for i in np.argsort(-s_rank, kind="stable")[:n_best] if np.isfinite(s_rank[i])]
+    top_e = [j for j in np.argsort(-e_rank, kind="stable")[:n_best] if np.isfinite(e_rank[j])]
     spans = []
     for i in top_s:
         for j in top_e:
@@ -149,6 +160,14 @@ def feature_spans(
                 }
             )
     return spans
+
+
+def _word_start(text: str, char: int) -> bool:
+    return char == 0 or not text[char - 1].isalnum()
+
+
+def _word_end(text: str, char: int) -> bool:
+    return char >= len(text) or not text[char].isalnum()
 
 
 def span_score(
@@ -194,6 +213,11 @@ class Reader:
         self.tokenizer = tokenizer
         self.settings = settings
         self.placement: Placement | None = None  # set by predict() from its config
+
+    @property
+    def max_answer_length(self) -> int:
+        """The span limit when PredictConfig leaves it open: the one the reader recorded in training."""
+        return self.settings.max_answer_length or DEFAULT_MAX_ANSWER_LENGTH
 
     @classmethod
     def load(cls, model_dir: str | Path) -> Reader:
@@ -272,6 +296,8 @@ class Reader:
     def _predict(self, results: list[RetrievalResult], config: PredictConfig) -> tuple[dict, dict]:
         predictions: dict = {}
         nbest: dict = {}
+        if config.max_answer_length is None:
+            config = config.replace(max_answer_length=self.max_answer_length)
         # Questions go through in chunks so memory stays bounded however many questions there are.
         chunks = range(0, len(results), QUESTIONS_PER_CHUNK)
         for start in progress_bar(chunks, desc="predict", unit="chunk", disable=len(chunks) < 2):
@@ -324,7 +350,15 @@ def select_answers(
         retrieval_prob = float(probs[rank]) if probs is not None else None
         null = nulls[feature.pair_index]
         ranking_null = null if config.null_score == "subtract" else None
-        for span in feature_spans(starts, ends, feature.offsets, config.n_best, config.max_answer_length):
+        for span in feature_spans(
+            starts,
+            ends,
+            feature.offsets,
+            config.n_best,
+            config.max_answer_length or DEFAULT_MAX_ANSWER_LENGTH,
+            hit.text,
+            config.word_spans,
+        ):
             candidates[qi].append(
                 {
                     "text": hit.text[span["start_char"] : span["end_char"]],

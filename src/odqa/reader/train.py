@@ -49,7 +49,7 @@ from odqa.reader import checkpoint
 from odqa.reader.config import READER_CONFIG_FILE, ReaderTrainConfig
 from odqa.reader.device import Placement, optimizer_step
 from odqa.reader.distributed import Processes, micro_batches, share_tokenizer
-from odqa.reader.features import ReaderSettings, train_features
+from odqa.reader.features import ReaderSettings, cls_position, token_type_count, train_features
 from odqa.reader.predict import pad_windows, torch_threads
 from odqa.schema import TRAINING_LOSS_PLOT_FILE, QAExample
 from odqa.text.wordpiece import train_wordpiece_tokenizer
@@ -123,7 +123,9 @@ def _scratch_config(config: ReaderTrainConfig, tokenizer) -> BertConfig:
         hidden_dropout_prob=config.dropout,
         attention_probs_dropout_prob=config.dropout,
         max_position_embeddings=config.max_length,
-        type_vocab_size=3 if config.question_overlap else 2,
+        type_vocab_size=token_type_count(
+            config.question_overlap, getattr(config, "focus_sentence", config.question_overlap)
+        ),
         pad_token_id=tokenizer.pad_token_id,
     )
 
@@ -179,27 +181,48 @@ def train_reader(
 
 
 def _settings(config: ReaderTrainConfig) -> ReaderSettings:
+    types = _feature_types(config)
     return ReaderSettings(
         max_length=config.max_length,
         doc_stride=config.doc_stride,
         title_prefix=config.title_prefix,
         max_question_tokens=config.max_question_tokens,
-        question_overlap=config.question_overlap and (not config.reader_model or _overlap_ready(config)),
+        question_overlap=config.question_overlap and types >= token_type_count(True, False),
+        focus_sentence=config.focus_sentence and types >= token_type_count(False, True),
     )
 
 
-def _overlap_ready(config: ReaderTrainConfig) -> bool:
-    """An odqa pretrain output with a third token type: the question-overlap feature has its embedding
-    (a hub checkpoint's type embeddings mean sentence A/B, so the feature stays off there)."""
+def _feature_types(config: ReaderTrainConfig) -> int:
+    """Token types the reader's model will have: from scratch, as many as the features need; an odqa
+    pretrain output, its own; a hub checkpoint, none for features (its type embeddings mean sentence
+    A/B, so the features stay off there)."""
+    if not config.reader_model:
+        return token_type_count(True, True)
     from odqa.reader.config import PRETRAIN_INFO_FILE
 
     folder = Path(config.reader_model)
     if not (folder / PRETRAIN_INFO_FILE).is_file() or not (folder / "config.json").is_file():
-        return False
+        return 0
     from odqa.io import read_json
 
     model_config = read_json(folder / "config.json")
-    return isinstance(model_config, dict) and int(model_config.get("type_vocab_size", 0) or 0) >= 3
+    return int(model_config.get("type_vocab_size", 0) or 0) if isinstance(model_config, dict) else 0
+
+
+ANSWER_LENGTH_PERCENTILE = 99
+
+
+def answer_length_limit(tokenizer, features: list[dict]) -> int | None:
+    """The ANSWER_LENGTH_PERCENTILE-th percentile of the labelled answers' lengths in tokens, rounded up:
+    the longest span predict considers for this reader (ReaderSettings.max_answer_length)."""
+    import numpy as np
+
+    lengths = [
+        f["end_positions"] - f["start_positions"] + 1
+        for f in features
+        if f["start_positions"] != cls_position(tokenizer, f["input_ids"])
+    ]
+    return int(np.ceil(np.percentile(lengths, ANSWER_LENGTH_PERCENTILE))) if lengths else None
 
 
 def _check_positions(model, config: ReaderTrainConfig) -> None:
@@ -264,6 +287,7 @@ def _train_reader(
             model = _scratch_model(config, tokenizer)
         _check_positions(model, config)
         features = train_features(examples, tokenizer, settings, path=train_qa_path)
+        settings = settings.replace(max_answer_length=answer_length_limit(tokenizer, features))
         facts.update(examples=len(examples), features=len(features))
         uses_root = config.checkpoint_every is not None or eval_examples is not None
         if procs.is_main and uses_root and resume_from is None:
