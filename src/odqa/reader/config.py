@@ -11,7 +11,7 @@ from odqa.schema import PRETRAIN_INFO_FILE, READER_CONFIG_FILE
 
 __all__ = [
     "DEFAULT_MAX_ANSWER_LENGTH", "NULL_SCORE_MODES", "PRECISIONS", "PRETRAIN_INFO_FILE", "READER_CONFIG_FILE", "SCORE_MODES", "FoldsConfig", "PredictConfig", "PretrainConfig",
-    "ReaderSettings", "ReaderTrainConfig", "ScratchModelFields", "TrainingLoopFields",
+    "ReaderSettings", "ReaderTrainConfig", "ScratchModelFields", "TrainingLoopFields", "WordSpans",
 ]  # fmt: skip
 
 ScoreMode = Literal["prob_product", "logit_sum"]

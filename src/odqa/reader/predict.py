@@ -28,7 +28,7 @@ from odqa.data import load_retrieved
 from odqa.errors import InputError
 from odqa.io import atomic_dir, check_output_dir, read_json, write_json
 from odqa.progress import progress_bar
-from odqa.reader.config import DEFAULT_MAX_ANSWER_LENGTH, READER_CONFIG_FILE, PredictConfig
+from odqa.reader.config import DEFAULT_MAX_ANSWER_LENGTH, READER_CONFIG_FILE, PredictConfig, WordSpans
 from odqa.reader.device import Placement
 from odqa.reader.features import InferenceFeature, ReaderSettings, inference_features
 from odqa.schema import NBEST_FILE, PREDICTIONS_FILE, Hit, QAExample, RetrievalResult
@@ -122,7 +122,7 @@ def feature_spans(
     n_best: int,
     max_answer_length: int,
     text: str | None = None,
-    word_spans: str = "off",
+    word_spans: WordSpans = "off",
 ) -> list[dict]:
     """The n-best valid spans of one window: start <= end, both in the context, length <= max tokens.
     With `text` and word_spans "start" a span starts where a word of `text` starts; "both": it also ends

@@ -123,6 +123,7 @@ def _scratch_config(config: ReaderTrainConfig, tokenizer) -> BertConfig:
         hidden_dropout_prob=config.dropout,
         attention_probs_dropout_prob=config.dropout,
         max_position_embeddings=config.max_length,
+        # PretrainConfig has no focus_sentence: its question_overlap asks for every reader feature's type.
         type_vocab_size=token_type_count(
             config.question_overlap, getattr(config, "focus_sentence", config.question_overlap)
         ),
