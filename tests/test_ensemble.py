@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -132,3 +133,18 @@ def test_old_method_name_prob_product_is_log_prob_sum_with_a_warning(tmp_path, r
     rc, _, err = run_cli(["ensemble", "--nbest", *members, "--out", tmp_path / "o", "--method", "prob_product"], modules=("augment",))  # fmt: skip
     assert rc == 0 and err.count("deprecated") == 1
     assert json.loads((tmp_path / "o" / "ensemble.json").read_text())["config"]["method"] == "log_prob_sum"
+
+
+def test_members_are_combined_by_their_own_ranking_score():
+    """predict ranks by more than start + end logits (the retrieval probability): `log_score` carries that
+    ranking, so an ensemble of one keeps the reader's answer; n-best files without it fall back to
+    start + end logits."""
+    near = {**cand("서울", 9), "log_score": -3.0}  # the reader's best: strong passage, slightly weaker span
+    far = {**cand("부산", 10), "log_score": -5.0}  # a better span in a passage retrieval ranks low
+    ranked_by_predict = [near, far]
+    for method in ("log_prob_sum", "logit_sum"):
+        assert winner([ranked_by_predict], method) == "서울"
+        old = [{k: v for k, v in e.items() if k != "log_score"} for e in ranked_by_predict]
+        assert winner([old], method) == "부산"
+    _, nbest = combine([{"q": ranked_by_predict}], EnsembleConfig())
+    assert nbest["q"][0]["score"] == pytest.approx(math.log(1 / (1 + math.exp(-2.0))))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -143,8 +145,10 @@ def test_score_modes_rank_across_passages_differently(tokenizer, corpus):
     assert {x["passage_id"] for x in nbest_prob["q1"]} == {"d1-0", "d2-0"}  # aggregated across passages
     top = nbest_prob["q1"][0]
     assert top["score"] == pytest.approx(top["start_prob"] * top["end_prob"])
+    assert top["log_score"] == pytest.approx(math.log(top["score"]))
+    assert nbest_logit["q1"][0]["log_score"] == nbest_logit["q1"][0]["score"]
     assert set(top) == {
-        "text", "score", "start_logit", "end_logit", "start_prob", "end_prob",
+        "text", "score", "log_score", "start_logit", "end_logit", "start_prob", "end_prob",
         "null_score", "null_prob", "passage_id", "document_id", "passage_rank", "retrieval_score", "start_char",
     }  # fmt: skip
     assert (top["passage_rank"], top["retrieval_score"], top["document_id"]) == (2, 10.0, "d2")

@@ -364,7 +364,8 @@ def select_answers(
                     "text": hit.text[span["start_char"] : span["end_char"]],
                     # where the answer starts in the passage: trimming particles keeps the start
                     "start_char": span["start_char"],
-                    "score": span_score(span, config.score_mode, retrieval_prob, ranking_null),
+                    "score": (score := span_score(span, config.score_mode, retrieval_prob, ranking_null)),
+                    "log_score": score if config.score_mode == "logit_sum" else math.log(max(score, 1e-30)),
                     "start_logit": span["start_logit"],
                     "end_logit": span["end_logit"],
                     "start_prob": span["start_prob"],
