@@ -6,9 +6,9 @@ candidate from each member's list; `hard_vote` counts each member's top-1 answer
 
 `log_prob_sum` scores an answer by sum_i w_i * log p_i(answer), p_i a softmax over member i's n-best
 ranking scores in logs (`log_score`: what predict ranked by, retrieval probability included), a
-weighted product of the members' probabilities, in logs. `logit_sum` adds the same log scores. It used to be called
+weighted product of the members' probabilities, in logs. `log_prob_sum` used to be called
 `prob_product`, which is also the name of the reader's different start x end probability score; the
-old spelling is accepted until 0.2, with a warning.
+old spelling is accepted until 0.2, with a warning. `logit_sum` adds the members' log scores themselves.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class EnsembleConfig(StageConfig):
     method: Method = Field(
         "log_prob_sum",
         description="log_prob_sum: weighted sum of the members' log-probabilities; logit_sum: weighted sum "
-        "of start+end logits; rank_average: weighted mean rank; hard_vote: weighted top-1 votes",
+        "of the members' ranking scores in logs (log_score; start+end logits in older n-best files); rank_average: weighted mean rank; hard_vote: weighted top-1 votes",
     )
     weights: list[float] | None = Field(
         None,
