@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 QUESTIONS_PER_CHUNK = 256
 TRIM_SLACK = 4  # with trim_particles, spans trimmed per question = n_best * TRIM_SLACK at most
 TRIM_ROUND_MIN = 4  # fewest spans of a question trimmed per Kiwi call (bounds the rounds)
+PROB_FLOOR = 1e-30  # log(0) guard: a probability that underflowed still ranks, last
 
 
 @dataclass
@@ -184,7 +185,7 @@ def span_score(
         score = span["start_logit"] + span["end_logit"]
         if null is not None:
             score -= null.logit
-        return score + math.log(max(retrieval_prob, 1e-30)) if retrieval_prob is not None else score
+        return score + math.log(max(retrieval_prob, PROB_FLOOR)) if retrieval_prob is not None else score
     score = span["start_prob"] * span["end_prob"]
     if null is not None:
         score *= 1.0 - null.prob
@@ -365,7 +366,9 @@ def select_answers(
                     # where the answer starts in the passage: trimming particles keeps the start
                     "start_char": span["start_char"],
                     "score": (score := span_score(span, config.score_mode, retrieval_prob, ranking_null)),
-                    "log_score": score if config.score_mode == "logit_sum" else math.log(max(score, 1e-30)),
+                    "log_score": score
+                    if config.score_mode == "logit_sum"
+                    else math.log(max(score, PROB_FLOOR)),
                     "start_logit": span["start_logit"],
                     "end_logit": span["end_logit"],
                     "start_prob": span["start_prob"],
