@@ -13,7 +13,7 @@ bench/README.md.
 baseline at equal CPU time: morpheme vocabulary, MLM pre-training on the passages (its seconds are taken
 from the reader's steps), k-fold readers (K readers of steps/K each, log_prob_sum ensemble), the focus
 sentence marked in the reader's token types (focus_sentence), answers starting at word starts (predict's
-word_spans "start"), and all together; with the share of eval answers that are token spans and wall time. Its table goes to the
+word_spans "start"), the three of them that make run uses ("defaults"), and all together; with the share of eval answers that are token spans and wall time. Its table goes to the
 "## Reader levers" section of bench/README.md.
 
     .venv/bin/python bench/ablation.py --set levers --steps 700
@@ -252,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-LEVERS = ("morpheme", "focus", "word_spans", "pretrain", "folds", "all")
+# "defaults": the levers on in the offline default (make run): morpheme vocabulary, focus sentence, word starts.
+LEVERS = ("morpheme", "focus", "word_spans", "pretrain", "folds", "defaults", "all")
+DEFAULT_LEVERS = ("defaults", "all")
 
 
 def run_levers(
@@ -273,7 +275,9 @@ def run_levers(
 
     def read(name: str, model_dirs: list[Path]) -> dict:
         nbests = []
-        config = predict_config.replace(word_spans="start" if name in ("word_spans", "all") else "off")
+        config = predict_config.replace(
+            word_spans="start" if name in ("word_spans", *DEFAULT_LEVERS) else "off"
+        )
         for i, model_dir in enumerate(model_dirs):
             pred_dir = out / "predictions" / f"{name}-{i}"
             predict(config, model_dir, retrieved, pred_dir, force=True)
@@ -294,14 +298,14 @@ def run_levers(
         if args.only and name != "baseline" and name not in args.only:
             continue
         t0 = time.time()
-        morph = name in ("morpheme", "all")
-        focus = name in ("focus", "all")
+        morph = name in ("morpheme", *DEFAULT_LEVERS)
+        focus = name in ("focus", *DEFAULT_LEVERS)
         config = base_train.replace(morpheme_vocab=morph, focus_sentence=focus)
         steps, what = args.steps, []
         what.append("morpheme vocabulary" if morph else "eojeol vocabulary")
         if focus:
             what.append("focus sentence marked")
-        if name in ("word_spans", "all"):
+        if name in ("word_spans", *DEFAULT_LEVERS):
             what.append("answers start at word starts")
         pretrain_s = 0.0
         if name in ("pretrain", "all"):
@@ -371,7 +375,7 @@ def run_levers(
         write_json(out / "levers.json", {"rows": rows, "args": vars(args)})
 
     command = "python bench/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    table = render_levers(rows, len(eval_examples), args, command.strip())
+    table = render_levers(rows, len(eval_examples), args, command.strip(), base_train.learning_rate)
     print(table)
     write_json(out / "levers.json", {"rows": rows, "args": vars(args), "seconds": time.time() - t_start})
     log_to_mlflow(rows, out, table, vars(args))
@@ -387,13 +391,14 @@ def bootstrap_interval(values: np.ndarray, samples: int, seed: int) -> tuple[flo
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def render_levers(rows: list[dict], n_questions: int, args, command: str) -> str:
+def render_levers(rows: list[dict], n_questions: int, args, command: str, learning_rate: float) -> str:
     import os
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     lines = [
         f"KorQuAD 1.0 dev, article-level split (eval_fraction 0.2, seed 42), {n_questions} eval questions; "
-        f"reader hidden 128 / 2 layers / max_length 256 from scratch, a budget of {args.steps} reader steps "
+        f"reader hidden 128 / 2 layers / max_length 256 from scratch, learning rate {learning_rate:g}, a budget of "
+        f"{args.steps} reader steps "
         f"(batch 16) per row, threads {args.num_threads}; BM25 (kiwi+bigram) top-{args.top_k}, particles trimmed. "
         f"Pre-training's seconds are taken off the reader's steps; folds split the steps. EM/F1 with 95% "
         f"bootstrap intervals, deltas vs baseline with paired bootstrap 95% CI ({args.bootstrap} resamples); "
