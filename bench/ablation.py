@@ -13,8 +13,9 @@ bench/README.md.
 baseline at equal CPU time: morpheme vocabulary, MLM pre-training on the passages (its seconds are taken
 from the reader's steps), k-fold readers (K readers of steps/K each, log_prob_sum ensemble), the focus
 sentence marked in the reader's token types (focus_sentence), answers starting at word starts (predict's
-word_spans "start"), the three of them that make run uses ("defaults"), and all together; with the share of eval answers that are token spans and wall time. Its table goes to the
-"## Reader levers" section of bench/README.md.
+word_spans "start"), the three of them that make run uses ("defaults"), and all together; with the share
+of eval answers that are token spans and wall time. Its table goes to the "## Reader levers" section of
+bench/README.md.
 
     .venv/bin/python bench/ablation.py --set levers --steps 700
 """

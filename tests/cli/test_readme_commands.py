@@ -59,3 +59,35 @@ def test_readme_cli_block_runs_as_written(tmp_path, korquad_path):
         if args[0] == "evaluate":  # the README: its last stdout line is one JSON object
             assert "exact_match" in json.loads(result.stdout.splitlines()[-1])
     assert (tmp_path / "work" / "ens" / "predictions.json").is_file()
+
+
+MAKE_RUN_ARGS = re.compile(r"`(?:make run )?(ARGS=(?:\"(?:[^\"\\]|\\.)*\"|'[^']*'))`")
+
+
+@pytest.mark.unit
+def test_readme_make_run_args_reach_the_cli_intact(tmp_path):
+    """Every `make run ARGS=...` example in the README, expanded by make itself (`make -n`) and split by the
+    shell as the recipe would be, parses with odqa's own parser: make hands ARGS to the shell, which
+    strips quotes a JSON value needs (a README example once lost them)."""
+    from odqa.cli import build_parser
+
+    examples = MAKE_RUN_ARGS.findall(README.read_text(encoding="utf-8"))
+    assert any("--reader-configs" in e for e in examples), "the README's make run examples moved"
+    repo = README.parent
+    for example in examples:
+        recipe = subprocess.run(
+            ["bash", "-c", f"make -s -n run {example}"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout
+        line = next(x for x in recipe.splitlines() if "odqa pipeline run" in x)
+        # The shell's own word splitting, printed one argument per line (no odqa run).
+        words = subprocess.run(
+            ["bash", "-c", "printf '%s\\n' " + line.split("/odqa ", 1)[1]],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+        args = build_parser().parse_args(words)
+        if "--reader-configs" in example:
+            assert isinstance(args.reader_configs, list) and all(
+                isinstance(c, dict) for c in args.reader_configs
+            )
