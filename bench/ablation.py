@@ -376,7 +376,7 @@ def run_levers(
         write_json(out / "levers.json", {"rows": rows, "args": vars(args)})
 
     command = "python bench/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    table = render_levers(rows, len(eval_examples), args, command.strip(), base_train.learning_rate)
+    table = render_levers(rows, len(eval_examples), args, command.strip(), base_train)
     print(table)
     write_json(out / "levers.json", {"rows": rows, "args": vars(args), "seconds": time.time() - t_start})
     log_to_mlflow(rows, out, table, vars(args))
@@ -392,14 +392,14 @@ def bootstrap_interval(values: np.ndarray, samples: int, seed: int) -> tuple[flo
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def render_levers(rows: list[dict], n_questions: int, args, command: str, learning_rate: float) -> str:
+def render_levers(rows: list[dict], n_questions: int, args, command: str, reader: ReaderTrainConfig) -> str:
     import os
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     lines = [
         f"KorQuAD 1.0 dev, article-level split (eval_fraction 0.2, seed 42), {n_questions} eval questions; "
-        f"reader hidden 128 / 2 layers / max_length 256 from scratch, learning rate {learning_rate:g}, a budget of "
-        f"{args.steps} reader steps "
+        f"reader hidden {reader.hidden_size} / {reader.num_layers} layers / max_length {reader.max_length} from "
+        f"scratch, learning rate {reader.learning_rate:g}, a budget of {args.steps} reader steps "
         f"(batch 16) per row, threads {args.num_threads}; BM25 (kiwi+bigram) top-{args.top_k}, particles trimmed. "
         f"Pre-training's seconds are taken off the reader's steps; folds split the steps. EM/F1 with 95% "
         f"bootstrap intervals, deltas vs baseline with paired bootstrap 95% CI ({args.bootstrap} resamples); "

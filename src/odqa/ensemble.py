@@ -40,7 +40,8 @@ class EnsembleConfig(StageConfig):
     method: Method = Field(
         "log_prob_sum",
         description="log_prob_sum: weighted sum of the members' log-probabilities; logit_sum: weighted sum "
-        "of the members' ranking scores in logs (log_score; start+end logits in older n-best files); rank_average: weighted mean rank; hard_vote: weighted top-1 votes",
+        "of the members' ranking scores in logs (log_score; start+end logits in older n-best files); "
+        "rank_average: weighted mean rank; hard_vote: weighted top-1 votes",
     )
     weights: list[float] | None = Field(
         None,
