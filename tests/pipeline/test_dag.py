@@ -309,3 +309,22 @@ def test_parse_params_reads_json_values():
     }
     with pytest.raises(InputError):
         parse_assignments(["epochs"])
+
+
+def test_default_reader_is_odqa_trains(compiled):
+    """The pipeline's default reader (the compiled reader_configs item and epochs, combined as the train
+    component combines them) is the reader `odqa train` trains with no flags, apart from its threads: one
+    default, not two that drift apart."""
+    from odqa.cli import build_parser
+    from odqa.cli.options import config_from_args
+    from odqa.reader.config import ReaderTrainConfig
+
+    _, spec = compiled
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    (item,) = parameters["reader_configs"]["defaultValue"]
+    values = {"reader_model": None, "epochs": parameters["epochs"]["defaultValue"], **item}
+    pipeline_reader = ReaderTrainConfig.from_dict(values, source="reader_configs")
+    args = build_parser().parse_args(["train", "--train", "t.jsonl", "--out", "o"])
+    cli_reader = config_from_args(ReaderTrainConfig, args)
+    assert pipeline_reader == cli_reader.replace(num_threads=pipeline_reader.num_threads)
+    assert pipeline_reader.hidden_size == ReaderTrainConfig().hidden_size

@@ -25,6 +25,7 @@ from odqa.reader.predict import (
     torch_threads,
 )
 from odqa.schema import Hit, QAExample, RetrievalResult
+from odqa.text.morphemes import piece_ends
 
 
 def _tiny_model(tokenizer, type_vocab_size: int = 2) -> BertForQuestionAnswering:
@@ -101,6 +102,23 @@ def test_word_spans_keep_starts_and_ends_on_word_boundaries():
     assert text[both["start_char"] : both["end_char"]] == "세종대왕은"
     assert all(text[sp["start_char"] - 1 : sp["start_char"]] in ("", " ") for sp in
                feature_spans(s, e, offsets, 20, 30, text, "start"))  # fmt: skip
+
+
+def test_morpheme_word_spans_end_before_a_particle_but_not_inside_a_name():
+    # "마쓰오카는 세종대왕은" as tokens 마쓰오 ##카 ##는 세종대왕 ##은: the best end (1, "마쓰오") falls
+    # inside the name; "morpheme" lets a span end at a word end or where a particle starts (piece_ends).
+    text = "마쓰오카는 세종대왕은"
+    offsets = [None, (0, 3), (3, 4), (4, 5), (6, 10), (10, 11)]
+    ends = piece_ends([text])[0]
+    assert 4 in ends and 10 in ends and 3 not in ends  # 는 and 은 are particles; 카 is part of the name
+    s, e = _logits(6, {1: 9.0, 4: 3.0}, {1: 9.0, 2: 4.0, 3: 2.0, 4: 1.0})
+    best = lambda spans: max(spans, key=lambda sp: sp["start_logit"] + sp["end_logit"])  # noqa: E731
+    start = best(feature_spans(s, e, offsets, 20, 30, text, "start"))
+    assert text[start["start_char"] : start["end_char"]] == "마쓰오"
+    morpheme = best(feature_spans(s, e, offsets, 20, 30, text, "morpheme", ends))
+    assert text[morpheme["start_char"] : morpheme["end_char"]] == "마쓰오카"
+    both = best(feature_spans(s, e, offsets, 20, 30, text, "both", ends))
+    assert text[both["start_char"] : both["end_char"]] == "마쓰오카는"  # "both" ignores the particles
 
 
 def _two_passage_case(tokenizer, corpus):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import AutoTokenizer
 
-from odqa.text.morphemes import morpheme_pieces, pieces_of
+from odqa.text.morphemes import morpheme_pieces, piece_ends, pieces_of
 from odqa.text.wordpiece import train_wordpiece_tokenizer
 
 TEXTS = [
@@ -52,3 +52,19 @@ def test_morpheme_vocabulary_ends_tokens_before_particles(tmp_path):
     ]:
         assert _aligned(loaded, text, answer), (answer, loaded.tokenize(text))
     assert loaded.tokenize("세종대왕은")[-1] == "##은"
+
+
+def test_piece_ends_mark_particles_and_endings_inside_words_and_come_from_a_cache(monkeypatch):
+    import odqa.text.morphemes as morphemes
+
+    text = TEXTS[0]  # 세종대왕은 1443년에 훈민정음을 창제하였다.
+    ends = piece_ends([text])[0]
+    assert {text.index("은"), text.index("에 "), text.index("을 ")} <= ends
+    assert not {1, 2, 3} & ends  # no cut inside the compound noun 세종대왕
+    assert all(not text[i - 1].isspace() and not text[i].isspace() for i in ends)  # inside words only
+
+    def no_kiwi(*args, **kwargs):
+        raise AssertionError("a text seen before was analysed again")
+
+    monkeypatch.setattr(morphemes, "get_kiwi", no_kiwi)
+    assert piece_ends([text, text]) == [ends, ends]

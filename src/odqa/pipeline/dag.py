@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from kfp import dsl, kubernetes
 
 from odqa.pipeline import components as stages
+from odqa.reader.config import ReaderTrainConfig
 
 TARGETS = ("cpu", "gpu")
 DEFAULT_GPU_NODE_SELECTOR = "cloud.google.com/gke-accelerator=nvidia-tesla-t4"
 DEFAULT_GPU_TOLERATION = "nvidia.com/gpu"
 CUDA_IMAGE = os.environ.get("ODQA_CUDA_IMAGE", stages.DEFAULT_CUDA_IMAGE)
+# The pipeline's default reader is `odqa train`'s: its size and epochs come from the one config.
+DEFAULT_READER = ReaderTrainConfig()
 
 
 @dataclass(frozen=True)
@@ -122,11 +125,9 @@ def build_pipeline(target: str = "cpu", gpu: GpuTarget | None = None, retries: b
         pretrain: bool = False,
         pretrain_config: dict = {},  # noqa: B006 (KFP needs literal defaults)
         reader_model: str = "",
-        # A wider reader for fewer passes: hidden 192 / 3 heads for 3 epochs beat 128 / 2 heads for 5 at about
-        # the same training time, EM +2.17 [+0.91, +3.39], F1 +2.67 [+1.36, +4.04] over two seeds
-        # (docs/reader-recipe.md, "Learning rate").
-        epochs: float = 3.0,
-        reader_configs: list = [{"hidden_size": 192, "num_layers": 2, "num_heads": 3, "num_threads": 2}],  # noqa: B006 (KFP needs literal defaults)
+        # The reader `odqa train` trains by default (ReaderTrainConfig's size and epochs), on 2 threads.
+        epochs: float = DEFAULT_READER.epochs,
+        reader_configs: list = [{"num_threads": 2}],  # noqa: B006 (KFP needs literal defaults)
         # K > 1: every reader_configs item trained K times on K article folds, all ensembled.
         folds: int = 1,
         score_mode: str = "logit_sum",

@@ -32,6 +32,7 @@ from odqa.reader.config import DEFAULT_MAX_ANSWER_LENGTH, READER_CONFIG_FILE, Pr
 from odqa.reader.device import Placement
 from odqa.reader.features import InferenceFeature, ReaderSettings, inference_features
 from odqa.schema import NBEST_FILE, PREDICTIONS_FILE, Hit, QAExample, RetrievalResult
+from odqa.text.morphemes import piece_ends
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +125,12 @@ def feature_spans(
     max_answer_length: int,
     text: str | None = None,
     word_spans: WordSpans = "off",
+    piece_ends: frozenset[int] = frozenset(),
 ) -> list[dict]:
     """The n-best valid spans of one window: start <= end, both in the context, length <= max tokens.
     With `text` and word_spans "start" a span starts where a word of `text` starts; "both": it also ends
-    where a word ends.
+    where a word ends; "morpheme": it ends where a word ends or at one of `piece_ends` (in front of a
+    particle or ending, odqa.text.morphemes.piece_ends).
 
     Probabilities are softmaxes over this window's context tokens only."""
     context_idx = np.array([t for t, o in enumerate(offsets) if o is not None], dtype=np.int64)
@@ -139,8 +142,11 @@ def feature_spans(
     if text is not None and word_spans != "off":
         starts_word = np.array([_word_start(text, offsets[t][0]) for t in context_idx])
         s_rank = np.where(starts_word, s_logits, -np.inf)
-        if word_spans == "both":
-            ends_word = np.array([_word_end(text, offsets[t][1]) for t in context_idx])
+        if word_spans in ("both", "morpheme"):
+            inner = piece_ends if word_spans == "morpheme" else frozenset()
+            ends_word = np.array(
+                [_word_end(text, offsets[t][1]) or offsets[t][1] in inner for t in context_idx]
+            )
             e_rank = np.where(ends_word, e_logits, -np.inf)
     top_s = [i for i in np.argsort(-s_rank, kind="stable")[:n_best] if np.isfinite(s_rank[i])]
     top_e = [j for j in np.argsort(-e_rank, kind="stable")[:n_best] if np.isfinite(e_rank[j])]
@@ -343,6 +349,11 @@ def select_answers(
         seen = nulls.get(feature.pair_index)
         nulls[feature.pair_index] = null if seen is None else seen.merge(null)
 
+    ends_of: dict[str, frozenset[int]] = {}
+    if config.word_spans == "morpheme":
+        texts = list(dict.fromkeys(results[qi].passages[rank].text for qi, rank in pairs))
+        ends_of = dict(zip(texts, piece_ends(texts), strict=True))
+
     candidates: list[list[dict]] = [[] for _ in results]
     for feature, (starts, ends) in zip(features, logits, strict=True):
         qi, rank = pairs[feature.pair_index]
@@ -359,6 +370,7 @@ def select_answers(
             config.max_answer_length or DEFAULT_MAX_ANSWER_LENGTH,
             hit.text,
             config.word_spans,
+            ends_of.get(hit.text, frozenset()),
         ):
             candidates[qi].append(
                 {

@@ -3,9 +3,9 @@ the CPU, one GPU (device, precision), or several through torchrun (odqa.reader.t
 
 Hand-written on torch's own pieces (autocast, GradScaler, DistributedDataParallel, torch.save
 checkpoints) rather than Hugging Face Accelerate or transformers.Trainer. Measured 2026-11-29 on the
-default reader (hidden 128, 2 layers, batch 16 x 256, 2 threads, 60 steps, best of 3 alternating runs on
-a shared 2-core machine): Accelerate ran at 0.93x the plain loop's steps/s, within the 10 % the issue
-allows, so speed did not decide. What did:
+default reader of the time (hidden 128, 2 layers, batch 16 x 256, 2 threads, 60 steps, best of 3
+alternating runs on a shared 2-core machine): Accelerate ran at 0.93x the plain loop's steps/s, within
+the 10 % the issue allows, so speed did not decide. What did:
 - Accelerate keeps its settings in process-wide singletons: a second `Accelerator` with another
   mixed precision in the same process raises "AcceleratorState has already been initialized and cannot
   be changed". odqa trains several readers per process (curriculum, ensembles, tests, evaluation), each

@@ -24,6 +24,10 @@ from odqa.text.analyzers import get_kiwi
 # ("1443년" stays one piece; answers rarely start or end inside them).
 DEFAULT_SPLIT_TAGS: tuple[str, ...] = ("J", "E", "XS", "VC")
 BATCH = 256  # texts per Kiwi call (its worker threads take a list)
+# A served corpus's passages come back again and again: their piece ends are kept for this many texts
+# (then forgotten at once: a dict, no LRU bookkeeping).
+ENDS_CACHE_SIZE = 20_000
+_ENDS: dict[str, frozenset[int]] = {}
 
 
 def split_points(tokens, split_tags: tuple[str, ...] | None) -> list[int]:
@@ -75,3 +79,17 @@ def morpheme_pieces(
             batch = []
     if batch:
         yield from flush()
+
+
+def piece_ends(texts: list[str], num_workers: int = -1) -> list[frozenset[int]]:
+    """For each text, the character positions inside a word where a piece of `morpheme_pieces` ends (in
+    front of a particle, ending, suffix or copula): where a Korean answer ends without its word ending
+    ("세종대왕|은"), unlike a subword boundary inside a name ("마쓰오|카"). One batched Kiwi call for the
+    texts not seen before; offsets are the given text's own (no normalisation)."""
+    todo = sorted({t for t in texts if t not in _ENDS})
+    if todo:
+        if len(_ENDS) + len(todo) > ENDS_CACHE_SIZE:
+            _ENDS.clear()
+        for text, tokens in zip(todo, get_kiwi(num_workers).tokenize(todo), strict=True):
+            _ENDS[text] = frozenset(split_points(tokens, DEFAULT_SPLIT_TAGS))
+    return [_ENDS[t] for t in texts]
