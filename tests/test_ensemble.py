@@ -148,3 +148,12 @@ def test_members_are_combined_by_their_own_ranking_score():
         assert winner([old], method) == "부산"
     _, nbest = combine([{"q": ranked_by_predict}], EnsembleConfig())
     assert nbest["q"][0]["score"] == pytest.approx(math.log(1 / (1 + math.exp(-2.0))))
+
+
+def test_answer_pick_expected_f1_moves_the_shared_span_first_in_predictions_and_nbest():
+    member = [cand("세종대왕", 1.0), cand("1443년 훈민정음", 0.9), cand("훈민정음", 0.9)]
+    top, _ = combine([{"q": member}], EnsembleConfig())
+    predictions, nbest = combine([{"q": member}], EnsembleConfig(answer_pick="expected_f1"))
+    assert top["q"] == "세종대왕"
+    assert predictions["q"] == nbest["q"][0]["text"] == "1443년 훈민정음"
+    assert {e["text"] for e in nbest["q"]} == {c["text"] for c in member}  # reordered, nothing lost

@@ -25,6 +25,7 @@ from pydantic import Field, field_validator
 from odqa.config import StageConfig
 from odqa.errors import InputError
 from odqa.evaluation import normalize_answer
+from odqa.evaluation.metrics import ANSWER_PICK_HELP, AnswerPick, pick_first
 from odqa.io import atomic_dir, check_output_dir, read_json, write_json
 from odqa.schema import ENSEMBLE_REPORT_FILE, NBEST_FILE, PREDICTIONS_FILE
 
@@ -48,6 +49,7 @@ class EnsembleConfig(StageConfig):
         description="one positive finite weight per member, in the order of the n-best files (none: equal)",
     )
     n_best: int = Field(20, ge=1, description="candidates read from each member and written per question")
+    answer_pick: AnswerPick = Field("top", description=ANSWER_PICK_HELP)
     floor_prob: float = Field(
         1e-4,
         gt=0,
@@ -186,6 +188,11 @@ def combine(nbests: list[dict[str, list[dict]]], config: EnsembleConfig) -> tupl
             entry["score"] = scores[k]
             entry["votes"] = sum(1 for v in views if k in v.entry)
             entries.append(entry)
+        # The members' probabilities mixed by weight: what `answer_pick` expects F1 under.
+        mixed = [
+            sum(w * v.prob.get(k, 0.0) for v, w in zip(views, member_weights, strict=True)) for k in ranked
+        ]
+        entries = pick_first(entries, [m / (sum(mixed) or 1.0) for m in mixed], config.answer_pick)
         merged_nbest[qid] = entries
         predictions[qid] = entries[0]["text"] if entries else ""
     return predictions, merged_nbest

@@ -62,11 +62,13 @@ def test_readme_cli_block_runs_as_written(tmp_path, korquad_path):
 
 
 MAKE_RUN_ARGS = re.compile(r"`(?:make run )?(ARGS=(?:\"(?:[^\"\\]|\\.)*\"|'[^']*'))`")
+# The same in an indented code block of docs/ ("    make run ARGS=...").
+MAKE_RUN_BLOCK = re.compile(r"^ {4}make run (ARGS=(?:\"(?:[^\"\\]|\\.)*\"|'[^']*'))$", re.MULTILINE)
 
 
 @pytest.mark.unit
 def test_readme_make_run_args_reach_the_cli_intact(tmp_path):
-    """Every `make run ARGS=...` example in the README, expanded by make itself (`make -n`) and split by the
+    """Every `make run ARGS=...` example in the README and docs/, expanded by make itself (`make -n`) and split by the
     shell as the recipe would be, parses with odqa's own parser: make hands ARGS to the shell, which
     strips quotes a JSON value needs (a README example once lost them)."""
     from odqa.cli import build_parser
@@ -74,6 +76,12 @@ def test_readme_make_run_args_reach_the_cli_intact(tmp_path):
     examples = MAKE_RUN_ARGS.findall(README.read_text(encoding="utf-8"))
     assert any("--reader-configs" in e for e in examples), "the README's make run examples moved"
     repo = README.parent
+    texts = [path.read_text(encoding="utf-8") for path in sorted((repo / "docs").glob("*.md"))]
+    docs = [e for text in texts for e in MAKE_RUN_BLOCK.findall(text)]
+    assert any("--reader-configs" in e for e in docs), "docs/reader-recipe.md's make run examples moved"
+    lines = [x for text in texts for x in text.splitlines() if x.startswith("    make run ARGS=")]
+    assert len(docs) == len(lines), f"an example's quotes do not close where the line ends: {lines}"
+    examples += docs
     for example in examples:
         recipe = subprocess.run(
             ["bash", "-c", f"make -s -n run {example}"], cwd=repo, capture_output=True, text=True, check=True

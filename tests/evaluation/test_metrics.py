@@ -260,3 +260,19 @@ def test_bad_question_scores_file_is_one_input_error(tmp_path):
     path = _write(tmp_path / "q.json", {"questions": {"a": {"exact_match": "yes", "f1": 1}}})
     with pytest.raises(InputError, match="numeric exact_match"):
         load_question_scores(path)
+
+
+def test_expected_f1_pick_prefers_the_span_the_near_ties_share():
+    from odqa.evaluation import expected_f1_pick
+    from odqa.evaluation.metrics import pick_first
+
+    # The top span (0.4) shares nothing with the other two (0.3 each), which overlap each other:
+    # "1443년 훈민정음" scores F1 against both, so its expected F1 beats the top one's 0.4.
+    texts = ["세종대왕", "1443년 훈민정음", "훈민정음"]
+    probs = [0.4, 0.3, 0.3]
+    assert expected_f1_pick(texts, probs) == 1
+    assert expected_f1_pick(texts, [0.8, 0.1, 0.1]) == 0  # a confident top answer stays
+    assert expected_f1_pick(["가", "가"], [0.5, 0.5]) == 0  # ties keep the higher-ranked one
+    entries = [{"text": t} for t in texts]
+    assert [e["text"] for e in pick_first(entries, probs, "expected_f1")] == [texts[1], texts[0], texts[2]]
+    assert pick_first(entries, probs, "top") == entries

@@ -472,3 +472,24 @@ def test_trim_particles_answers_repeated_spans_from_its_cache(monkeypatch):
     assert korean_answers.trim_particles(["세종대왕은", "집현전에서", ""]) == [*first, ""]
     assert calls == []
     assert first == ["세종대왕", "집현전"]
+
+
+def test_answer_pick_expected_f1_reorders_the_nbest_and_answers_with_its_first(tokenizer, corpus):
+    """The chosen answer is the n-best's first entry (what serving and the ensemble read), chosen by
+    expected F1 under the softmax of the n-best's log scores; the list holds the same candidates."""
+    from odqa.evaluation import expected_f1_pick
+
+    reader = Reader(_tiny_model(tokenizer), tokenizer, ReaderSettings())
+    results = _questions(corpus, 4)
+    config = PredictConfig(n_best=20, trim_particles=False, word_spans="off")
+    top = reader.predict(results, config)
+    picked = reader.predict(results, config.replace(answer_pick="expected_f1"))
+    moved = 0
+    for r in results:
+        entries = top[1][r.id]
+        probs = np.exp([e["log_score"] for e in entries])
+        i = expected_f1_pick([e["text"] for e in entries], list(probs / probs.sum()))
+        assert picked[0][r.id] == picked[1][r.id][0]["text"] == entries[i]["text"]
+        assert sorted(e["text"] for e in picked[1][r.id]) == sorted(e["text"] for e in entries)
+        moved += i > 0
+    assert moved > 0, "no question's choice changed: the test shows nothing"

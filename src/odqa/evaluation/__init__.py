@@ -6,13 +6,22 @@ from odqa.evaluation.evaluate import (
     load_question_scores,
     per_question_scores,
 )
-from odqa.evaluation.metrics import METRICS, exact_match, f1, normalize_answer, question_scores, score
+from odqa.evaluation.metrics import (
+    METRICS,
+    exact_match,
+    expected_f1_pick,
+    f1,
+    normalize_answer,
+    question_scores,
+    score,
+)
 
 __all__ = [
     "METRICS",
     "EvaluateConfig",
     "evaluate",
     "exact_match",
+    "expected_f1_pick",
     "f1",
     "load_question_scores",
     "normalize_answer",

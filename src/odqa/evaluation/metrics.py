@@ -16,6 +16,12 @@ from typing import Literal, get_args
 
 Metric = Literal["korquad", "squad"]
 METRICS = get_args(Metric)
+# How predict and ensemble choose the answer from a question's n-best list (`expected_f1_pick`).
+AnswerPick = Literal["top", "expected_f1"]
+ANSWER_PICK_HELP = (
+    "top: the highest-scored answer; expected_f1: the n-best answer with the highest F1 expected under "
+    "the softmax of the n-best scores (more F1, less EM: docs/reader-recipe.md)"
+)
 
 _KORQUAD_SPACED = re.compile("['\"《》<>〈〉()‘’]")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -75,3 +81,25 @@ def score(
     if total == 0:
         return {"exact_match": 0.0, "f1": 0.0, "total": 0}
     return {"exact_match": 100.0 * em_sum / total, "f1": 100.0 * f1_sum / total, "total": total}
+
+
+def expected_f1_pick(texts: list[str], probs: list[float], metric: str = "korquad") -> int:
+    """Index of the candidate with the highest F1 expected against the candidates themselves, each weighted
+    by its probability (minimum Bayes risk for F1): a weak reader's top span is often one of several
+    near-tied overlapping spans, and the one sharing most with the others scores more F1 on average.
+    Ties keep the earlier (higher-ranked) candidate."""
+    best, best_value = 0, -1.0
+    for i, text in enumerate(texts):
+        value = sum(p * f1(text, other, metric) for other, p in zip(texts, probs, strict=True))
+        if value > best_value + 1e-12:
+            best, best_value = i, value
+    return best
+
+
+def pick_first(entries: list[dict], probs: list[float], pick: str) -> list[dict]:
+    """`entries` (an n-best list, best score first) with the answer `pick` chooses moved to the front, so
+    that every reader of the list (predictions, serving, the ensemble) takes the same answer."""
+    if pick == "top" or len(entries) < 2:
+        return entries
+    i = expected_f1_pick([e["text"] for e in entries], probs)
+    return [entries[i], *entries[:i], *entries[i + 1 :]]

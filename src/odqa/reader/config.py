@@ -7,6 +7,7 @@ from typing import Literal, get_args
 from pydantic import Field, field_validator, model_validator
 
 from odqa.config import StageConfig
+from odqa.evaluation.metrics import ANSWER_PICK_HELP, AnswerPick
 from odqa.schema import PRETRAIN_INFO_FILE, READER_CONFIG_FILE
 
 __all__ = [
@@ -230,6 +231,8 @@ class PredictConfig(StageConfig):
         "answer); morpheme: also end where a word ends or in front of a particle, ending, suffix or copula "
         "(Kiwi), never inside a name; both: end only where a word ends; off: any token",
     )
+    # Over seven readers: EM -1.26 [-2.02, -0.53], F1 +0.62 [+0.04, +1.21] (docs/reader-recipe.md, "Word spans").
+    answer_pick: AnswerPick = Field("top", description=ANSWER_PICK_HELP)
     null_score: NullScoreMode = Field(
         "ignore",
         description="subtract: rank each span against its passage's 'no answer here' (CLS) score, so a "

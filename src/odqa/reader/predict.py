@@ -26,6 +26,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from odqa.data import load_retrieved
 from odqa.errors import InputError
+from odqa.evaluation.metrics import pick_first
 from odqa.io import atomic_dir, check_output_dir, read_json, write_json
 from odqa.progress import progress_bar
 from odqa.reader.config import DEFAULT_MAX_ANSWER_LENGTH, READER_CONFIG_FILE, PredictConfig, WordSpans
@@ -410,6 +411,9 @@ def select_answers(
                 best.append(c)
                 if len(best) == config.n_best:
                     break
+        if config.answer_pick != "top" and best:
+            probs = _softmax(np.array([c["log_score"] for c in best], dtype=np.float64))
+            best = pick_first(best, list(probs), config.answer_pick)
         nbest[result.id] = best
         predictions[result.id] = best[0]["text"] if best else ""
     return predictions, nbest
