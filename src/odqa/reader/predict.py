@@ -126,12 +126,12 @@ def feature_spans(
     max_answer_length: int,
     text: str | None = None,
     word_spans: WordSpans = "off",
-    piece_ends: frozenset[int] = frozenset(),
+    inner_ends: frozenset[int] = frozenset(),
 ) -> list[dict]:
     """The n-best valid spans of one window: start <= end, both in the context, length <= max tokens.
     With `text` and word_spans "start" a span starts where a word of `text` starts; "both": it also ends
-    where a word ends; "morpheme": it ends where a word ends or at one of `piece_ends` (in front of a
-    particle or ending, odqa.text.morphemes.piece_ends).
+    where a word ends; "morpheme": it ends where a word ends or at one of `inner_ends` (in front of a
+    particle or ending: odqa.text.morphemes.piece_ends).
 
     Probabilities are softmaxes over this window's context tokens only."""
     context_idx = np.array([t for t, o in enumerate(offsets) if o is not None], dtype=np.int64)
@@ -144,7 +144,7 @@ def feature_spans(
         starts_word = np.array([_word_start(text, offsets[t][0]) for t in context_idx])
         s_rank = np.where(starts_word, s_logits, -np.inf)
         if word_spans in ("both", "morpheme"):
-            inner = piece_ends if word_spans == "morpheme" else frozenset()
+            inner = inner_ends if word_spans == "morpheme" else frozenset()
             ends_word = np.array(
                 [_word_end(text, offsets[t][1]) or offsets[t][1] in inner for t in context_idx]
             )
