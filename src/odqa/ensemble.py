@@ -142,9 +142,14 @@ def _scores(views: list[_MemberView], weights: list[float], config: EnsembleConf
     return scores
 
 
-def _rank(scores: dict[str, float], views: list[_MemberView], weights: list[float]) -> list[str]:
+def _support(keys, views: list[_MemberView], weights: list[float]) -> dict[str, float]:
+    """Each answer's probability summed over the members, by weight: the tie-break of `_rank` and the
+    distribution `answer_pick` expects F1 under."""
+    return {k: sum(w * v.prob.get(k, 0.0) for v, w in zip(views, weights, strict=True)) for k in keys}
+
+
+def _rank(scores: dict[str, float], support: dict[str, float]) -> list[str]:
     """Best first; equal scores fall back to the weighted summed probability, then first appearance."""
-    support = {k: sum(w * v.prob.get(k, 0.0) for v, w in zip(views, weights, strict=True)) for k in scores}
     return sorted(scores, key=lambda k: (scores[k], support[k]), reverse=True)
 
 
@@ -176,7 +181,8 @@ def combine(nbests: list[dict[str, list[dict]]], config: EnsembleConfig) -> tupl
         views = [_member_view(entries, key, config.n_best) for entries, _ in present]
         member_weights = [w for _, w in present]
         scores = _scores(views, member_weights, config)
-        ranked = _rank(scores, views, member_weights)[: config.n_best]
+        support = _support(scores, views, member_weights)
+        ranked = _rank(scores, support)[: config.n_best]
         entries = []
         for k in ranked:
             # representative: the entry of the heaviest member that proposed k (first member on ties)
@@ -188,11 +194,9 @@ def combine(nbests: list[dict[str, list[dict]]], config: EnsembleConfig) -> tupl
             entry["score"] = scores[k]
             entry["votes"] = sum(1 for v in views if k in v.entry)
             entries.append(entry)
-        # The members' probabilities mixed by weight: what `answer_pick` expects F1 under.
-        mixed = [
-            sum(w * v.prob.get(k, 0.0) for v, w in zip(views, member_weights, strict=True)) for k in ranked
-        ]
-        entries = pick_first(entries, [m / (sum(mixed) or 1.0) for m in mixed], config.answer_pick)
+        if config.answer_pick != "top":
+            mixed = [support[k] for k in ranked]
+            entries = pick_first(entries, [m / (sum(mixed) or 1.0) for m in mixed], config.answer_pick)
         merged_nbest[qid] = entries
         predictions[qid] = entries[0]["text"] if entries else ""
     return predictions, merged_nbest

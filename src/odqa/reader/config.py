@@ -224,7 +224,7 @@ class PredictConfig(StageConfig):
     num_threads: int | None = Field(None, ge=1, description="torch threads (none: torch's default)")
     # Measured on KorQuAD dev (docs/reader-recipe.md): "start" EM 8.3 -> 8.9, F1 24.5 -> 25.2; "both" 6.0 / 22.1
     # (a Korean answer ends before a particle, inside its word; trimming recovers only part of those);
-    # "morpheme" over "start": EM +1.74 [+1.00, +2.56], F1 +0.66 over two readers.
+    # "morpheme" over "start": EM +2.00 [+1.27, +2.81], F1 +0.72 [-0.06, +1.47] over three readers.
     word_spans: WordSpans = Field(
         "morpheme",
         description="start: answers start where a word starts (a span starting inside a word is rarely an "
