@@ -14,7 +14,8 @@ baseline at equal CPU time: morpheme vocabulary, MLM pre-training on the passage
 from the reader's steps), k-fold readers (K readers of steps/K each, log_prob_sum ensemble), the focus
 sentence marked in the reader's token types (focus_sentence), answers starting at word starts and ending at
 a word end or in front of a particle or ending (predict's word_spans "morpheme"), the three of them that
-make run uses ("defaults"), and all together; with the share
+make run uses ("defaults", read as make run reads: an answer's spans summed, merge_spans "sum"), and all
+together; with the share
 of eval answers that are token spans and wall time. Its table goes to the "## Reader levers" section of
 bench/README.md.
 
@@ -78,6 +79,7 @@ def variants(base_train: ReaderTrainConfig, base_predict: PredictConfig) -> list
         Variant("logit_sum", "predict: score mode logit_sum", predict=base_predict.replace(score_mode="logit_sum")),
         Variant("no_retrieval_score", "predict: reader score only (no BM25 softmax)", predict=base_predict.replace(use_retrieval_score=False)),
         Variant("top20", "predict: read the top-20 passages, not 5", predict=base_predict.replace(top_k_passages=20)),
+        Variant("merge_spans", "predict: an answer's spans' probabilities summed", predict=base_predict.replace(merge_spans="sum")),
         Variant("null_score", "predict: spans ranked against their passage's no-answer (CLS) score", predict=base_predict.replace(null_score="subtract")),
         Variant("curriculum", "margin curriculum, easy->hard, no shuffle", curriculum=True),
         Variant("ensemble2", "log_prob_sum ensemble of baseline + seed 43", ensemble_seed=43),
@@ -155,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         top_k_passages=args.top_k,
         trim_particles=False,
         word_spans="off",
+        merge_spans="max",
         num_threads=args.num_threads,
     )
 
@@ -254,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# "defaults": the levers on in the offline default (make run): morpheme vocabulary, focus sentence, word spans.
+# "defaults": the levers on in the offline default (make run): morpheme vocabulary, focus sentence, word spans
+# (and predict's merge_spans "sum").
 LEVERS = ("morpheme", "focus", "word_spans", "pretrain", "folds", "defaults", "all")
 DEFAULT_LEVERS = ("defaults", "all")
 
@@ -278,7 +282,8 @@ def run_levers(
     def read(name: str, model_dirs: list[Path]) -> dict:
         nbests = []
         config = predict_config.replace(
-            word_spans=PredictConfig().word_spans if name in ("word_spans", *DEFAULT_LEVERS) else "off"
+            word_spans=PredictConfig().word_spans if name in ("word_spans", *DEFAULT_LEVERS) else "off",
+            merge_spans=PredictConfig().merge_spans if name in DEFAULT_LEVERS else "max",
         )
         for i, model_dir in enumerate(model_dirs):
             pred_dir = out / "predictions" / f"{name}-{i}"
@@ -309,6 +314,8 @@ def run_levers(
             what.append("focus sentence marked")
         if name in ("word_spans", *DEFAULT_LEVERS):
             what.append(f"word spans {PredictConfig().word_spans!r}")
+        if name in DEFAULT_LEVERS:
+            what.append(f"spans merged by {PredictConfig().merge_spans!r}")
         pretrain_s = 0.0
         if name in ("pretrain", "all"):
             p = pretrain(

@@ -22,6 +22,7 @@ from odqa.reader.predict import (
     reading_pairs,
     results_from_gold,
     select_answers,
+    sum_same_text,
     torch_threads,
 )
 from odqa.schema import Hit, QAExample, RetrievalResult
@@ -145,13 +146,24 @@ def _two_passage_case(tokenizer, corpus):
     return results, pairs, features, logits
 
 
+MAX = {"merge_spans": "max"}  # each text at its best span: the score modes' own numbers
+
+
 def test_score_modes_rank_across_passages_differently(tokenizer, corpus):
     results, pairs, features, logits = _two_passage_case(tokenizer, corpus)
     by_logit, nbest_logit = select_answers(
-        results, pairs, features, logits, PredictConfig(score_mode="logit_sum", use_retrieval_score=False)
+        results,
+        pairs,
+        features,
+        logits,
+        PredictConfig(score_mode="logit_sum", use_retrieval_score=False, **MAX),
     )
     by_prob, nbest_prob = select_answers(
-        results, pairs, features, logits, PredictConfig(score_mode="prob_product", use_retrieval_score=False)
+        results,
+        pairs,
+        features,
+        logits,
+        PredictConfig(score_mode="prob_product", use_retrieval_score=False, **MAX),
     )
     assert nbest_logit["q1"][0]["passage_id"] == "d1-0"
     assert nbest_prob["q1"][0]["passage_id"] == "d2-0"
@@ -172,6 +184,62 @@ def test_score_modes_rank_across_passages_differently(tokenizer, corpus):
     assert (top["passage_rank"], top["retrieval_score"], top["document_id"]) == (2, 10.0, "d2")
     passage = next(h.text for h in results[0].passages if h.passage_id == top["passage_id"])
     assert passage[top["start_char"] : top["start_char"] + len(top["text"])] == top["text"]
+
+
+def test_an_answer_two_passages_give_outranks_a_slightly_better_single_span(tokenizer, corpus):
+    # Passage d1 gives its first word at 10 + 10; d2 and d3 (the same text) give theirs at 9.8 + 9.8.
+    # By the best span alone d1 wins; summed, log(2 e^19.6) = 20.29 > 20 wins for the answer both give.
+    texts = [corpus[0], corpus[3], corpus[3]]
+    results = [
+        RetrievalResult(
+            "q1", "수도는?", [Hit(f"d{i}-0", f"d{i}", "", t, 0.0) for i, t in enumerate(texts, 1)]
+        )
+    ]
+    pairs = reading_pairs(results, None)
+    features = inference_features(["수도는?"] * 3, [""] * 3, texts, tokenizer, ReaderSettings())
+    assert [f.pair_index for f in features] == [0, 1, 2]
+    logits = []
+    for f, peak in zip(features, [10.0, 9.8, 9.8], strict=True):
+        first = next(t for t, o in enumerate(f.offsets) if o is not None)
+        logits.append(_logits(len(f.offsets), {first: peak}, {first: peak}, base=-10.0))
+    common = dict(score_mode="logit_sum", use_retrieval_score=False, word_spans="off", trim_particles=False)
+    _, best = select_answers(results, pairs, features, logits, PredictConfig(**common, merge_spans="max"))
+    _, summed = select_answers(results, pairs, features, logits, PredictConfig(**common, merge_spans="sum"))
+    assert best["q1"][0]["passage_id"] == "d1-0"
+    top = summed["q1"][0]
+    assert (top["passage_id"], top["spans"]) == ("d2-0", 2)  # the answer's best span stands for it
+    assert top["score"] == pytest.approx(19.6 + math.log(2), abs=1e-3)
+    assert top["text"] != summed["q1"][1]["text"] and summed["q1"][1]["passage_id"] == "d1-0"
+    assert [e["score"] for e in summed["q1"]] == sorted((e["score"] for e in summed["q1"]), reverse=True)
+
+
+def test_a_span_two_overlapping_windows_read_counts_once(tokenizer, corpus):
+    results = [RetrievalResult("q1", "수도는?", [Hit("d1-0", "d1", "", corpus[0], 0.0)])]
+    pairs = reading_pairs(results, None)
+    (feature,) = inference_features(["수도는?"], [""], [corpus[0]], tokenizer, ReaderSettings())
+    first = next(t for t, o in enumerate(feature.offsets) if o is not None)
+    logits = [_logits(len(feature.offsets), {first: 10.0}, {first: 10.0}, base=-10.0)] * 2
+    config = PredictConfig(
+        score_mode="logit_sum", use_retrieval_score=False, word_spans="off", trim_particles=False
+    )
+    _, nbest = select_answers(results, pairs, [feature, feature], logits, config)
+    assert (nbest["q1"][0]["spans"], nbest["q1"][0]["score"]) == (1, pytest.approx(20.0))
+
+
+def test_sum_same_text_adds_probabilities_in_both_score_modes():
+    cands = [
+        {"text": "서울", "score": 2.0},
+        {"text": "부산", "score": 1.5, "k": 1},
+        {"text": "부산", "score": 1.5},
+    ]
+    merged = sum_same_text(cands, "logit_sum")
+    assert [(c["text"], c["spans"]) for c in merged] == [("부산", 2), ("서울", 1)]
+    assert merged[0]["score"] == merged[0]["log_score"] == pytest.approx(1.5 + math.log(2))
+    assert merged[0]["k"] == 1  # the text's first (best) span
+    probs = sum_same_text([{"text": "a", "score": 0.5}, {"text": "b", "score": 0.3}, {"text": "b", "score": 0.3}],
+                          "prob_product")  # fmt: skip
+    assert [c["text"] for c in probs] == ["b", "a"]
+    assert probs[0]["score"] == pytest.approx(0.6) and probs[0]["log_score"] == pytest.approx(math.log(0.6))
 
 
 def test_retrieval_score_can_overturn_the_reader(tokenizer, corpus):

@@ -396,11 +396,19 @@ def select_answers(
             )
     for cands in candidates:
         cands.sort(key=lambda c: c["score"], reverse=True)
+    summing = config.merge_spans == "sum"
+    if summing:
+        candidates = [sum_same_text(_one_per_span(cands), config.score_mode) for cands in candidates]
     if config.trim_particles:
         # Only the best spans can reach the n-best list; trimming merges some texts, hence the slack.
         for i, cands in enumerate(candidates):
             candidates[i] = cands[: config.n_best * TRIM_SLACK]
-        _trim_until_n_best(candidates, config.n_best)
+        trimmed = _trim_until_n_best(candidates, config.n_best)
+        if summing:  # texts that trim to one answer add up too; the untrimmed rest cannot reach the n-best
+            candidates = [
+                sum_same_text(cands[:n], config.score_mode)
+                for cands, n in zip(candidates, trimmed, strict=True)
+            ]
 
     predictions, nbest = {}, {}
     for result, cands in zip(results, candidates, strict=True):
@@ -419,11 +427,46 @@ def select_answers(
     return predictions, nbest
 
 
-def _trim_until_n_best(candidates: list[list[dict]], n_best: int) -> None:
+def _one_per_span(cands: list[dict]) -> list[dict]:
+    """Each passage span once, at its best score: overlapping windows read the same span twice, which is
+    one place in the text, not two."""
+    seen: set[tuple] = set()
+    kept = []
+    for c in cands:  # best first
+        key = (c["passage_id"], c["start_char"], c["text"])
+        if key not in seen:
+            seen.add(key)
+            kept.append(c)
+    return kept
+
+
+def sum_same_text(cands: list[dict], score_mode: str) -> list[dict]:
+    """One entry per answer text, best first, scored by its spans' probabilities summed (in logit_sum the
+    log of the summed exp(score)): a reader that points at the same answer in two sentences or passages
+    is surer of it than its best span says. Each entry is the text's best span, with `spans` counted."""
+    groups: dict[str, list[dict]] = {}
+    for c in cands:  # best first, so each group's first entry is its best span
+        groups.setdefault(c["text"], []).append(c)
+    merged = []
+    for spans in groups.values():
+        scores = np.array([c["score"] for c in spans], dtype=np.float64)
+        if score_mode == "logit_sum":
+            score = float(np.logaddexp.reduce(scores))
+            log_score = score
+        else:
+            score = float(scores.sum())
+            log_score = math.log(max(score, PROB_FLOOR))
+        count = sum(c.get("spans", 1) for c in spans)  # entries merged before count their own spans
+        merged.append({**spans[0], "score": score, "log_score": log_score, "spans": count})
+    merged.sort(key=lambda c: c["score"], reverse=True)
+    return merged
+
+
+def _trim_until_n_best(candidates: list[list[dict]], n_best: int) -> list[int]:
     """Trim particles from candidate texts in score order, a round at a time, until each question has
     n_best distinct trimmed texts or no candidates left. The n-best lists are those of trimming every
     candidate, while Kiwi reads about n_best spans per question instead of n_best x TRIM_SLACK: Kiwi was
-    40 % of a served question's time."""
+    40 % of a served question's time. Returns how many candidates of each question were trimmed."""
     from odqa.korean_answers import trim_particles
 
     done = [0] * len(candidates)  # candidates trimmed so far, per question (a prefix, in score order)
@@ -435,7 +478,7 @@ def _trim_until_n_best(candidates: list[list[dict]], n_best: int) -> None:
                 end = min(len(cands), done[qi] + max(n_best - distinct, TRIM_ROUND_MIN))
                 todo.append((qi, done[qi], end))
         if not todo:
-            return
+            return done
         texts = sorted({c["text"] for qi, start, end in todo for c in candidates[qi][start:end]})
         trimmed = dict(zip(texts, trim_particles(texts), strict=True))
         for qi, start, end in todo:
