@@ -14,8 +14,8 @@ baseline at equal CPU time: morpheme vocabulary, MLM pre-training on the passage
 from the reader's steps), k-fold readers (K readers of steps/K each, log_prob_sum ensemble), the focus
 sentence marked in the reader's token types (focus_sentence), answers starting at word starts and ending at
 a word end or in front of a particle or ending (predict's word_spans "morpheme"), the three of them that
-make run uses ("defaults", read as make run reads: an answer's spans summed, merge_spans "sum"), and all
-together; with the share
+make run uses ("defaults", trained and read as make run does: the default batch order and share of no-answer
+windows, an answer's spans summed), and all together; with the share
 of eval answers that are token spans and wall time. Its table goes to the "## Reader levers" section of
 bench/README.md.
 
@@ -81,6 +81,8 @@ def variants(base_train: ReaderTrainConfig, base_predict: PredictConfig) -> list
         Variant("top20", "predict: read the top-20 passages, not 5", predict=base_predict.replace(top_k_passages=20)),
         Variant("merge_spans", "predict: an answer's spans' probabilities summed", predict=base_predict.replace(merge_spans="sum")),
         Variant("null_score", "predict: spans ranked against their passage's no-answer (CLS) score", predict=base_predict.replace(null_score="subtract")),
+        Variant("group_by_length", "batches of windows of similar length (less padding)", train=base_train.replace(group_by_length=True)),
+        Variant("no_answer_half", "half the no-answer windows, drawn anew each epoch", train=base_train.replace(no_answer_windows=0.5)),
         Variant("curriculum", "margin curriculum, easy->hard, no shuffle", curriculum=True),
         Variant("ensemble2", "log_prob_sum ensemble of baseline + seed 43", ensemble_seed=43),
     ]  # fmt: skip
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     write_qa(eval_path, eval_examples)
     retrieved = retrieve(index, eval_path, out / "retrieved.jsonl", top_k=max(args.top_k, 20))
 
-    base_train = ReaderTrainConfig(hidden_size=128, num_layers=2, num_heads=2, max_length=256, doc_stride=64, max_steps=args.steps, epochs=100.0, num_threads=args.num_threads, seed=42, morpheme_vocab=False, focus_sentence=False)  # fmt: skip
+    base_train = ReaderTrainConfig(hidden_size=128, num_layers=2, num_heads=2, max_length=256, doc_stride=64, max_steps=args.steps, epochs=100.0, num_threads=args.num_threads, seed=42, morpheme_vocab=False, focus_sentence=False, group_by_length=False, no_answer_windows=1.0)  # fmt: skip
     # Trimming and word starts are on by default in odqa; the baseline leaves them off so rows measure them.
     base_predict = PredictConfig(
         n_best=20,
@@ -258,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # "defaults": the levers on in the offline default (make run): morpheme vocabulary, focus sentence, word spans
-# (and predict's merge_spans "sum").
+# (and the default group_by_length / no_answer_windows, predict's merge_spans "sum").
 LEVERS = ("morpheme", "focus", "word_spans", "pretrain", "folds", "defaults", "all")
 DEFAULT_LEVERS = ("defaults", "all")
 
@@ -308,6 +310,11 @@ def run_levers(
         morph = name in ("morpheme", *DEFAULT_LEVERS)
         focus = name in ("focus", *DEFAULT_LEVERS)
         config = base_train.replace(morpheme_vocab=morph, focus_sentence=focus)
+        if name in DEFAULT_LEVERS:  # the default windows per epoch and batch order
+            defaults = ReaderTrainConfig()
+            config = config.replace(
+                group_by_length=defaults.group_by_length, no_answer_windows=defaults.no_answer_windows
+            )
         steps, what = args.steps, []
         what.append("morpheme vocabulary" if morph else "eojeol vocabulary")
         if focus:
@@ -316,6 +323,10 @@ def run_levers(
             what.append(f"word spans {PredictConfig().word_spans!r}")
         if name in DEFAULT_LEVERS:
             what.append(f"spans merged by {PredictConfig().merge_spans!r}")
+            if config.group_by_length:
+                what.append("batches grouped by length")
+            if config.no_answer_windows < 1:
+                what.append(f"{config.no_answer_windows:g} of the no-answer windows")
         pretrain_s = 0.0
         if name in ("pretrain", "all"):
             p = pretrain(

@@ -22,7 +22,7 @@ from odqa.io import read_json, write_jsonl
 from odqa.reader.config import READER_CONFIG_FILE, PredictConfig, ReaderTrainConfig
 from odqa.reader.features import ReaderSettings
 from odqa.reader.predict import Reader, predict, results_from_gold
-from odqa.reader.train import train_reader
+from odqa.reader.train import train_reader, weighted_span_loss
 from odqa.settings import korquad_dev_path
 from odqa.text.wordpiece import train_wordpiece_tokenizer
 
@@ -246,7 +246,8 @@ def test_grad_accum_and_uneven_parts_give_the_same_steps(bert_no_dropout, tiny_q
     four steps' learning rates add up to (2.5e-3: AdamW turns a 1e-9 difference in a near-zero gradient
     into a step of up to lr, and which parameter that hits changes with the machine's kernels; 1.06e-3
     was seen). Each part is divided by the step's window count, not its own: dividing by its own count
-    would make the first loss a sum of two means."""
+    would make the first loss a sum of two means. Each part is padded to its own longest window, which
+    changes nothing only because padding is no candidate position in the loss."""
     qa = _weighted_qa(tiny_qa, tmp_path)
     base = ReaderTrainConfig(**FAST, reader_model=str(bert_no_dropout), batch_size=5, max_steps=4)
     one = train_reader(base, qa, tmp_path / "one")
@@ -258,6 +259,39 @@ def test_grad_accum_and_uneven_parts_give_the_same_steps(bert_no_dropout, tiny_q
     diffs = torch.cat([(w1[k] - w2[k]).abs().flatten() for k in w1])
     assert float(diffs.max()) < 2.5e-3, float(diffs.max())
     assert float((diffs > 1e-6).float().mean()) < 0.01
+
+
+def test_padding_is_no_candidate_position_in_the_span_loss():
+    """Two windows of 4 tokens padded to 6: with the attention mask the loss is the unpadded one, however
+    high the padding's logits are; without it the padding takes probability away."""
+    torch.manual_seed(0)
+    start, end = torch.randn(2, 4), torch.randn(2, 4)
+    positions, weights = (torch.tensor([1, 0]), torch.tensor([2, 0])), torch.ones(2)
+    loose = torch.full((2, 2), 5.0)
+    padded = torch.cat([start, loose], 1), torch.cat([end, loose], 1)
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0]] * 2)
+    unpadded = weighted_span_loss(start, end, *positions, weights)
+    assert float(weighted_span_loss(*padded, *positions, weights, attention_mask=mask)) == pytest.approx(
+        float(unpadded)
+    )
+    assert float(weighted_span_loss(*padded, *positions, weights)) > float(unpadded) + 1
+
+
+def test_an_epoch_reads_every_answer_window_and_a_share_of_the_others(bert_dir, tiny_qa, tmp_path):
+    """no_answer_windows=0.5: an epoch is every answer window and half the no-answer ones, so fewer
+    steps; the summary says how many windows an epoch read."""
+    base = ReaderTrainConfig(
+        **FAST, reader_model=str(bert_dir), batch_size=4, epochs=1, no_answer_windows=1.0
+    )
+    full = read_json(train_reader(base, tiny_qa, tmp_path / "all") / READER_CONFIG_FILE)["training"]
+    half = base.model_copy(update={"no_answer_windows": 0.5})
+    part = read_json(train_reader(half, tiny_qa, tmp_path / "half") / READER_CONFIG_FILE)["training"]
+    assert full["windows_per_epoch"] == full["features"] == part["features"]
+    assert full["features"] / 2 < part["windows_per_epoch"] < full["features"]
+    assert (full["steps"], part["steps"]) == (
+        math.ceil(full["features"] / 4),
+        math.ceil(part["windows_per_epoch"] / 4),
+    )
 
 
 def test_bf16_on_the_cpu_trains_and_predicts(bert_dir, tiny_qa, tmp_path):

@@ -220,7 +220,6 @@ def pretrain(
 
     from odqa import tracking
     from odqa.reader.config import PretrainConfig
-    from odqa.reader.pretrain import LOSS_PLOT_FILE, pretrain
     from odqa.schema import PASSAGES_FILE
 
     settings = PretrainConfig.from_dict(config, source="pretrain_config")
@@ -229,6 +228,8 @@ def pretrain(
         with open(f"{model.path}/NO_PRETRAINED_MODEL", "w", encoding="utf-8") as f:
             f.write("pretrain was off: readers start from reader_model or from scratch\n")
         return
+    from odqa.reader.pretrain import LOSS_PLOT_FILE, pretrain  # torch and transformers: only when on
+
     with tracking.tracked_stage(mlflow_run.path, "pretrain", settings.to_dict()) as sr:
         result = pretrain(settings, f"{passages.path}/{PASSAGES_FILE}", model.path)
         for step, loss in result.summary["loss_history"]:
@@ -426,7 +427,6 @@ def answer_test(
 
     from odqa import tracking
     from odqa.ensemble import EnsembleConfig
-    from odqa.inference import answer_questions
     from odqa.io import read_json
     from odqa.reader.config import PredictConfig
     from odqa.schema import NBEST_FILE, PREDICTIONS_FILE, QA_FILE
@@ -439,6 +439,8 @@ def answer_test(
         with open(f"{predictions.path}/NO_TEST_SET", "w", encoding="utf-8") as f:
             f.write("test_uri was empty: nothing to answer\n")
         return
+    from odqa.inference import answer_questions  # torch and transformers: only with a test set
+
     tracking_uri, parent_run_id = tracking.read_run_handle(mlflow_run.path)
     with tracking.tracked_stage(
         mlflow_run.path, "answer_test", {"top_k": top_k, "readers": len(readers)}

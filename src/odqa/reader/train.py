@@ -51,6 +51,7 @@ from odqa.reader.device import Placement, optimizer_step
 from odqa.reader.distributed import Processes, micro_batches, share_tokenizer
 from odqa.reader.features import ReaderSettings, cls_position, token_type_count, train_features
 from odqa.reader.predict import pad_windows, torch_threads
+from odqa.reader.sampling import epoch_order, epoch_windows
 from odqa.schema import TRAINING_LOSS_PLOT_FILE, QAExample
 from odqa.text.wordpiece import train_wordpiece_tokenizer
 
@@ -138,15 +139,27 @@ def _scratch_model(config: ReaderTrainConfig, tokenizer):
 
 
 def weighted_span_loss(
-    start_logits, end_logits, start_positions, end_positions, weights, denominator: float | None = None
+    start_logits,
+    end_logits,
+    start_positions,
+    end_positions,
+    weights,
+    denominator: float | None = None,
+    attention_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """sum over the batch of weight * (CE(start) + CE(end)) / 2, divided by `denominator` (default: the
     batch size, i.e. the mean). A step split over processes and accumulation passes divides each part
-    by its share of the step's windows, so the parts add up to the mean over the whole step."""
+    by its share of the step's windows, so the parts add up to the mean over the whole step. With the
+    attention mask, padding is no candidate position: a window's loss does not depend on how long its
+    batch's longest window is (predict's softmax reads only the window's own tokens too)."""
     ce = torch.nn.functional.cross_entropy
+    start_logits, end_logits = start_logits.float(), end_logits.float()
+    if attention_mask is not None:
+        padding = attention_mask == 0
+        start_logits = start_logits.masked_fill(padding, torch.finfo(torch.float32).min)
+        end_logits = end_logits.masked_fill(padding, torch.finfo(torch.float32).min)
     per_example = (
-        ce(start_logits.float(), start_positions, reduction="none")
-        + ce(end_logits.float(), end_positions, reduction="none")
+        ce(start_logits, start_positions, reduction="none") + ce(end_logits, end_positions, reduction="none")
     ) / 2
     return (per_example * weights).sum() / (denominator if denominator is not None else weights.numel())
 
@@ -443,7 +456,9 @@ def _train_loop(
     settings: ReaderSettings,
     on_step: Callable[[int], None] | None,
 ) -> dict:
-    steps_per_epoch = math.ceil(len(features) / config.batch_size)
+    no_answer = [f["start_positions"] == cls_position(tokenizer, f["input_ids"]) for f in features]
+    lengths = [len(f["input_ids"]) for f in features]
+    steps_per_epoch = math.ceil(epoch_windows(no_answer, config.no_answer_windows) / config.batch_size)
     total_steps = math.ceil(steps_per_epoch * config.epochs)
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
@@ -517,8 +532,15 @@ def _train_loop(
     )
     while state["step"] < total_steps and not state["stopped_early"]:
         if state["order"] is None:
-            order = torch.randperm(len(features), generator=generator).tolist() if config.shuffle else None
-            state["order"] = order if order is not None else list(range(len(features)))
+            state["order"] = epoch_order(
+                lengths,
+                no_answer,
+                config.batch_size,
+                generator,
+                shuffle=config.shuffle,
+                group_by_length=config.group_by_length,
+                no_answer_share=config.no_answer_windows,
+            )
             state["next_batch"] = 0
         order = state["order"]
         while state["next_batch"] < len(order) and state["step"] < total_steps:
@@ -537,7 +559,11 @@ def _train_loop(
                     with placement.autocast():
                         outputs = train_model(**inputs)
                     loss = weighted_span_loss(
-                        outputs.start_logits, outputs.end_logits, *labels, denominator=denominator
+                        outputs.start_logits,
+                        outputs.end_logits,
+                        *labels,
+                        denominator=denominator,
+                        attention_mask=inputs["attention_mask"],
                     )
                     (scaler.scale(loss) if scaler is not None else loss).backward()
                 step_loss += loss.detach()
@@ -585,6 +611,7 @@ def _train_loop(
     return {
         "steps": state["step"],
         "epochs": state["step"] / steps_per_epoch,
+        "windows_per_epoch": epoch_windows(no_answer, config.no_answer_windows),
         "seconds": round(seconds, 2),
         "steps_per_second": state["step"] / seconds if seconds > 0 else 0.0,
         "tokens": tokens,
