@@ -58,8 +58,8 @@ def test_a_short_last_batch_stays_last():
 def test_a_share_of_no_answer_windows_drawn_anew_each_epoch():
     lengths, no_answer = _windows()
     g = torch.Generator().manual_seed(2)
-    first = epoch_order(lengths, no_answer, 16, g, group_by_length=True, no_answer_share=0.5)
-    second = epoch_order(lengths, no_answer, 16, g, group_by_length=True, no_answer_share=0.5)
+    first = epoch_order(lengths, no_answer, 16, g, group_by_length=True, no_answer_windows=0.5)
+    second = epoch_order(lengths, no_answer, 16, g, group_by_length=True, no_answer_windows=0.5)
     negatives = sum(no_answer)
     for order in (first, second):
         assert len(order) == len(set(order)) == epoch_windows(no_answer, 0.5)
@@ -74,5 +74,5 @@ def test_without_shuffle_the_file_order_stays_and_is_never_grouped():
     lengths, no_answer = _windows(n=300)
     g = torch.Generator().manual_seed(0)
     assert epoch_order(lengths, no_answer, 16, g, shuffle=False, group_by_length=True) == list(range(300))
-    kept = epoch_order(lengths, no_answer, 16, g, shuffle=False, no_answer_share=0.3)
+    kept = epoch_order(lengths, no_answer, 16, g, shuffle=False, no_answer_windows=0.3)
     assert kept == sorted(kept) and len(kept) == epoch_windows(no_answer, 0.3)

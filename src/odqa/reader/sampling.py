@@ -37,15 +37,16 @@ def epoch_order(
     generator: torch.Generator,
     shuffle: bool = True,
     group_by_length: bool = False,
-    no_answer_share: float = 1.0,
+    no_answer_windows: float = 1.0,
 ) -> list[int]:
     """Window indices for one epoch. Without shuffle the file order stays (a curriculum), with only
     no-answer windows left out; grouping needs shuffle (sorted groups would undo a curriculum)."""
     n = len(lengths)
     order = torch.randperm(n, generator=generator).tolist() if shuffle else list(range(n))
-    if no_answer_share < 1:
+    if no_answer_windows < 1:
         negatives = [i for i in range(n) if no_answer[i]]
-        picked = torch.randperm(len(negatives), generator=generator)[: _kept(len(negatives), no_answer_share)]
+        keep = _kept(len(negatives), no_answer_windows)
+        picked = torch.randperm(len(negatives), generator=generator)[:keep]
         dropped = set(negatives) - {negatives[j] for j in picked.tolist()}
         order = [i for i in order if i not in dropped]
     if not (shuffle and group_by_length) or batch_size < 2:

@@ -539,7 +539,7 @@ def _train_loop(
                 generator,
                 shuffle=config.shuffle,
                 group_by_length=config.group_by_length,
-                no_answer_share=config.no_answer_windows,
+                no_answer_windows=config.no_answer_windows,
             )
             state["next_batch"] = 0
         order = state["order"]
