@@ -3,8 +3,9 @@
 Two ways to spend less compute on the same data. Grouping by length is the transformers Trainer's
 `group_by_length` (its LengthGroupedSampler: random windows in groups of many batches, each group sorted
 by length): a batch is padded to its longest window, and KorQuAD's windows are half full-length, half
-shorter, so random batches compute 19 % more tokens than their windows hold and grouped ones under 1 %. Fewer "no answer here"
-windows: they are 42 % of KorQuAD's windows at 256 tokens; an epoch can read a fresh random share of them.
+shorter, so random batches compute 19 % more tokens than their windows hold and grouped ones under 1 %.
+Fewer "no answer here" windows: they are 42 % of KorQuAD's windows at 256 tokens; an epoch can read a
+fresh random share of them.
 
 The result is one flat list of window indices whose consecutive `batch_size` slices are the steps, so a
 checkpoint that stores it resumes mid-epoch as before.

@@ -226,6 +226,11 @@ def _feature_types(config: ReaderTrainConfig) -> int:
 ANSWER_LENGTH_PERCENTILE = 99
 
 
+def labelled_no_answer(tokenizer, features: list[dict]) -> list[bool]:
+    """Which training windows are labelled "no answer here" (start and end at their CLS token)."""
+    return [f["start_positions"] == cls_position(tokenizer, f["input_ids"]) for f in features]
+
+
 def answer_length_limit(tokenizer, features: list[dict]) -> int | None:
     """The ANSWER_LENGTH_PERCENTILE-th percentile of the labelled answers' lengths in tokens, rounded up:
     the longest span predict considers for this reader (ReaderSettings.max_answer_length)."""
@@ -233,8 +238,8 @@ def answer_length_limit(tokenizer, features: list[dict]) -> int | None:
 
     lengths = [
         f["end_positions"] - f["start_positions"] + 1
-        for f in features
-        if f["start_positions"] != cls_position(tokenizer, f["input_ids"])
+        for f, absent in zip(features, labelled_no_answer(tokenizer, features), strict=True)
+        if not absent
     ]
     return int(np.ceil(np.percentile(lengths, ANSWER_LENGTH_PERCENTILE))) if lengths else None
 
@@ -456,9 +461,10 @@ def _train_loop(
     settings: ReaderSettings,
     on_step: Callable[[int], None] | None,
 ) -> dict:
-    no_answer = [f["start_positions"] == cls_position(tokenizer, f["input_ids"]) for f in features]
+    no_answer = labelled_no_answer(tokenizer, features)
     lengths = [len(f["input_ids"]) for f in features]
-    steps_per_epoch = math.ceil(epoch_windows(no_answer, config.no_answer_windows) / config.batch_size)
+    windows_per_epoch = epoch_windows(no_answer, config.no_answer_windows)
+    steps_per_epoch = math.ceil(windows_per_epoch / config.batch_size)
     total_steps = math.ceil(steps_per_epoch * config.epochs)
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
@@ -611,7 +617,7 @@ def _train_loop(
     return {
         "steps": state["step"],
         "epochs": state["step"] / steps_per_epoch,
-        "windows_per_epoch": epoch_windows(no_answer, config.no_answer_windows),
+        "windows_per_epoch": windows_per_epoch,
         "seconds": round(seconds, 2),
         "steps_per_second": state["step"] / seconds if seconds > 0 else 0.0,
         "tokens": tokens,
