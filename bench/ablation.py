@@ -83,6 +83,7 @@ def variants(base_train: ReaderTrainConfig, base_predict: PredictConfig) -> list
         Variant("null_score", "predict: spans ranked against their passage's no-answer (CLS) score", predict=base_predict.replace(null_score="subtract")),
         Variant("group_by_length", "batches of windows of similar length (less padding)", train=base_train.replace(group_by_length=True)),
         Variant("no_answer_half", "half the no-answer windows, drawn anew each epoch", train=base_train.replace(no_answer_windows=0.5)),
+        Variant("context_masking", "15 % of context tokens outside the answer masked, anew each step", train=base_train.replace(context_masking=0.15)),
         Variant("curriculum", "margin curriculum, easy->hard, no shuffle", curriculum=True),
         Variant("ensemble2", "log_prob_sum ensemble of baseline + seed 43", ensemble_seed=43),
     ]  # fmt: skip

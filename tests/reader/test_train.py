@@ -22,7 +22,7 @@ from odqa.io import read_json, write_jsonl
 from odqa.reader.config import READER_CONFIG_FILE, PredictConfig, ReaderTrainConfig
 from odqa.reader.features import ReaderSettings
 from odqa.reader.predict import Reader, predict, results_from_gold
-from odqa.reader.train import train_reader, weighted_span_loss
+from odqa.reader.train import mask_context, train_reader, weighted_span_loss
 from odqa.settings import korquad_dev_path
 from odqa.text.wordpiece import train_wordpiece_tokenizer
 
@@ -275,6 +275,33 @@ def test_padding_is_no_candidate_position_in_the_span_loss():
         float(unpadded)
     )
     assert float(weighted_span_loss(*padded, *positions, weights)) > float(unpadded) + 1
+
+
+def test_context_masking_touches_only_context_tokens_outside_the_answer():
+    """Question, special tokens, the answer and padding keep their ids; about `share` of the other
+    context tokens become the mask id, a fresh draw each call."""
+    ids = torch.arange(10, 410).reshape(2, 200)
+    ids[1, 150:] = 0  # padding
+    spans = [(20, 199, 50, 54), (20, 149, -1, -1)]  # (first context, last context, answer start, end)
+    generator = torch.Generator().manual_seed(0)
+    first, second = ids.clone(), ids.clone()
+    mask_context(first, spans, 0.3, 3, generator)
+    mask_context(second, spans, 0.3, 3, generator)
+    for masked in (first, second):
+        changed = masked != ids
+        assert (masked[changed] == 3).all()
+        assert not changed[:, :20].any() and not changed[0, 50:55].any() and not changed[1, 150:].any()
+        assert 0.2 < changed.sum().item() / (175 + 130) < 0.4
+    assert not torch.equal(first, second)
+
+
+def test_context_masking_changes_the_training_not_its_steps(bert_dir, tiny_qa, tmp_path):
+    config = ReaderTrainConfig(**FAST, reader_model=str(bert_dir), batch_size=4, max_steps=2)
+    plain = read_json(train_reader(config, tiny_qa, tmp_path / "plain") / READER_CONFIG_FILE)["training"]
+    masked = config.model_copy(update={"context_masking": 0.5})
+    noisy = read_json(train_reader(masked, tiny_qa, tmp_path / "masked") / READER_CONFIG_FILE)["training"]
+    assert noisy["steps"] == plain["steps"] == 2
+    assert noisy["loss_history"] != plain["loss_history"]
 
 
 def test_an_epoch_reads_every_answer_window_and_a_share_of_the_others(bert_dir, tiny_qa, tmp_path):

@@ -173,6 +173,15 @@ class ReaderTrainConfig(WindowFields, ScratchModelFields, TrainingLoopFields):
         description="share of the windows without the answer (labelled 'no answer here') trained on in "
         "each epoch, drawn anew each epoch (1: all)",
     )
+    # Off: 0.15 and 0.3 gave no gain on the default reader (2026-12-01, docs/reader-recipe.md "Context
+    # masking").
+    context_masking: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="share of each training window's context tokens outside the answer replaced by the "
+        "mask token, drawn anew every step (0: off)",
+    )
     gradient_checkpointing: bool = Field(
         False, description="recompute activations in the backward pass (large encoders: less memory, slower)"
     )

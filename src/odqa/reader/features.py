@@ -166,7 +166,8 @@ def _model_inputs(tokenizer, enc, i: int) -> dict[str, list[int]]:
 def train_features(
     examples: list[QAExample], tokenizer, settings: ReaderSettings, path: object = None
 ) -> list[dict]:
-    """One dict per window: model inputs + start_positions, end_positions, weight, example_index."""
+    """One dict per window: model inputs + start_positions, end_positions, weight, example_index and
+    context_span (the first and last context token, None when the window holds none)."""
     contexts, shifts = [], []
     for ex in examples:
         for start, text in zip(ex.answers["answer_start"], ex.answers["text"], strict=False):
@@ -184,11 +185,15 @@ def train_features(
         ex = examples[example_index]
         feature = _model_inputs(tokenizer, enc, i)
         cls_index = cls_position(tokenizer, feature["input_ids"])
-        start_pos, end_pos = answer_token_span(
-            ex, shifts[example_index], offsets, enc.sequence_ids(i), cls_index
-        )
+        sequence_ids = enc.sequence_ids(i)
+        start_pos, end_pos = answer_token_span(ex, shifts[example_index], offsets, sequence_ids, cls_index)
+        context = [t for t, s in enumerate(sequence_ids) if s == 1]
         feature.update(
-            start_positions=start_pos, end_positions=end_pos, weight=ex.weight, example_index=example_index
+            start_positions=start_pos,
+            end_positions=end_pos,
+            weight=ex.weight,
+            example_index=example_index,
+            context_span=(context[0], context[-1]) if context else None,
         )
         features.append(feature)
     return features

@@ -484,6 +484,9 @@ def _train_loop(
     generator = torch.Generator().manual_seed(config.seed)
     names = model_input_names(tokenizer, model, features[0])
     collate = _Collate(tokenizer, features, names)
+    mask_id = tokenizer.mask_token_id
+    if config.context_masking > 0 and mask_id is None:
+        raise InputError(f"context_masking: the tokenizer ({type(tokenizer).__name__}) has no mask token")
 
     # Loop position and history; a checkpoint holds all of it.
     state = {"step": 0, "epoch": 0, "next_batch": 0, "order": None, "tokens": 0, "seconds": 0.0,
@@ -557,6 +560,9 @@ def _train_loop(
             step_loss = torch.zeros((), device=device)
             for i, inputs in enumerate(_batches(micros, collate, config, placement)):
                 last = i == len(micros) - 1
+                if config.context_masking > 0:
+                    spans = [_maskable_span(features[j]) for j in micros[i]]
+                    mask_context(inputs["input_ids"], spans, config.context_masking, mask_id, generator)
                 state["tokens"] += int(inputs["attention_mask"].sum())
                 inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
                 labels = [inputs.pop(k) for k in ("start_positions", "end_positions", "weights")]
@@ -635,6 +641,37 @@ def _train_loop(
         "best": state["best"],
         "stopped_early": state["stopped_early"],
     }
+
+
+def _maskable_span(feature: dict) -> tuple[int, int, int, int] | None:
+    """The window's context tokens and the answer's tokens inside them (kept), as mask_context reads them."""
+    if feature.get("context_span") is None:
+        return None
+    first, last = feature["context_span"]
+    start, end = feature["start_positions"], feature["end_positions"]
+    return (first, last, start, end) if first <= start <= last else (first, last, -1, -1)
+
+
+def mask_context(
+    input_ids: torch.Tensor,
+    spans: list[tuple[int, int, int, int] | None],
+    share: float,
+    mask_id: int,
+    generator: torch.Generator,
+) -> None:
+    """Replaces each context token outside the answer by the mask token with probability `share`, in
+    place: token-level noise (the field's "masking" augmentation) drawn anew every step, so a reader that
+    memorises its 4.6k training questions' words must also read the rest of the sentence."""
+    noise = torch.rand(input_ids.shape, generator=generator) < share
+    keep = torch.ones_like(noise)
+    for row, span in enumerate(spans):
+        if span is None:
+            continue
+        first, last, start, end = span
+        keep[row, first : last + 1] = False
+        if start >= 0:
+            keep[row, start : end + 1] = True
+    input_ids.masked_fill_(noise & ~keep, mask_id)
 
 
 def _window_mean(window: list, procs: Processes, device) -> float:
