@@ -304,6 +304,24 @@ def test_context_masking_changes_the_training_not_its_steps(bert_dir, tiny_qa, t
     assert noisy["loss_history"] != plain["loss_history"]
 
 
+def test_context_masking_refuses_a_tokenizer_without_a_mask_token(bert_dir, tiny_qa, tmp_path, capsys):
+    """One line, exit 2, before any window is built, and no output folder."""
+    model_dir = tmp_path / "no-mask"
+    AutoModelForQuestionAnswering.from_pretrained(str(bert_dir)).save_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(bert_dir))
+    tokenizer.mask_token = None
+    tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "m"
+    argv = ["train", "--train", str(tiny_qa), "--out", str(out), "--reader-model", str(model_dir)]
+    capsys.readouterr()  # the bars of save_pretrained above
+    assert main([*argv, "--context-masking", "0.15", "--max-length", "64", "--doc-stride", "16"]) == 2
+    err = capsys.readouterr().err
+    # transformers' own weight-loading bar aside, one line
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("Loading weights")]
+    assert len(lines) == 1 and "no mask token" in lines[0] and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_an_epoch_reads_every_answer_window_and_a_share_of_the_others(bert_dir, tiny_qa, tmp_path):
     """no_answer_windows=0.5: an epoch is every answer window and half the no-answer ones, so fewer
     steps; the summary says how many windows an epoch read."""

@@ -185,15 +185,15 @@ def train_features(
         ex = examples[example_index]
         feature = _model_inputs(tokenizer, enc, i)
         cls_index = cls_position(tokenizer, feature["input_ids"])
-        sequence_ids = enc.sequence_ids(i)
-        start_pos, end_pos = answer_token_span(ex, shifts[example_index], offsets, sequence_ids, cls_index)
-        context = [t for t, s in enumerate(sequence_ids) if s == 1]
+        context = [t for t, s in enumerate(enc.sequence_ids(i)) if s == 1]
+        context_span = (context[0], context[-1]) if context else None
+        start_pos, end_pos = answer_token_span(ex, shifts[example_index], offsets, context_span, cls_index)
         feature.update(
             start_positions=start_pos,
             end_positions=end_pos,
             weight=ex.weight,
             example_index=example_index,
-            context_span=(context[0], context[-1]) if context else None,
+            context_span=context_span,
         )
         features.append(feature)
     return features
@@ -203,19 +203,16 @@ def answer_token_span(
     ex: QAExample,
     shift: int,
     offsets: list[tuple[int, int]],
-    sequence_ids: list[int | None],
+    context_span: tuple[int, int] | None,
     cls_index: int,
 ) -> tuple[int, int]:
-    """Token indices of the (first) answer in this window, or (cls_index, cls_index) when it is absent
-    or cut."""
-    if not ex.is_answerable:
+    """Token indices of the (first) answer in this window (whose context tokens are `context_span`, first
+    and last), or (cls_index, cls_index) when it is absent or cut."""
+    if not ex.is_answerable or context_span is None:
         return cls_index, cls_index
     start_char = ex.answers["answer_start"][0] + shift
     end_char = start_char + len(ex.answers["text"][0])
-    context_tokens = [t for t, s in enumerate(sequence_ids) if s == 1]
-    if not context_tokens:
-        return cls_index, cls_index
-    first, last = context_tokens[0], context_tokens[-1]
+    first, last = context_span
     if not (offsets[first][0] <= start_char and offsets[last][1] >= end_char):
         return cls_index, cls_index
     start = first

@@ -254,6 +254,12 @@ def _check_positions(model, config: ReaderTrainConfig) -> None:
         )
 
 
+def _check_masking(tokenizer, config: ReaderTrainConfig) -> None:
+    """context_masking needs a mask token: say so before the windows are built."""
+    if config.context_masking > 0 and tokenizer.mask_token_id is None:
+        raise InputError(f"context_masking: the tokenizer ({type(tokenizer).__name__}) has no mask token")
+
+
 def _checkpoint_root(config: ReaderTrainConfig, out_dir: Path) -> Path:
     return Path(config.checkpoint_dir) if config.checkpoint_dir else out_dir / CHECKPOINTS_DIR
 
@@ -305,6 +311,7 @@ def _train_reader(
             tokenizer = share_tokenizer(procs, tokenizer)
             model = _scratch_model(config, tokenizer)
         _check_positions(model, config)
+        _check_masking(tokenizer, config)
         features = train_features(examples, tokenizer, settings, path=train_qa_path)
         settings = settings.replace(max_answer_length=answer_length_limit(tokenizer, features))
         facts.update(examples=len(examples), features=len(features))
@@ -485,8 +492,6 @@ def _train_loop(
     names = model_input_names(tokenizer, model, features[0])
     collate = _Collate(tokenizer, features, names)
     mask_id = tokenizer.mask_token_id
-    if config.context_masking > 0 and mask_id is None:
-        raise InputError(f"context_masking: the tokenizer ({type(tokenizer).__name__}) has no mask token")
 
     # Loop position and history; a checkpoint holds all of it.
     state = {"step": 0, "epoch": 0, "next_batch": 0, "order": None, "tokens": 0, "seconds": 0.0,
