@@ -80,6 +80,7 @@ def variants(base_train: ReaderTrainConfig, base_predict: PredictConfig) -> list
         Variant("no_retrieval_score", "predict: reader score only (no BM25 softmax)", predict=base_predict.replace(use_retrieval_score=False)),
         Variant("top20", "predict: read the top-20 passages, not 5", predict=base_predict.replace(top_k_passages=20)),
         Variant("merge_spans", "predict: an answer's spans' probabilities summed", predict=base_predict.replace(merge_spans="sum")),
+        Variant("answer_pick", "predict: the n-best answer of highest expected F1 among near-ties (T 0.25)", predict=base_predict.replace(answer_pick="expected_f1")),
         Variant("null_score", "predict: spans ranked against their passage's no-answer (CLS) score", predict=base_predict.replace(null_score="subtract")),
         Variant("group_by_length", "batches of windows of similar length (less padding)", train=base_train.replace(group_by_length=True)),
         Variant("no_answer_half", "half the no-answer windows, drawn anew each epoch", train=base_train.replace(no_answer_windows=0.5)),
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         trim_particles=False,
         word_spans="off",
         merge_spans="max",
+        answer_pick="top",
         num_threads=args.num_threads,
     )
 
@@ -222,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             run_predict(f"seed{variant.ensemble_seed}", second, base_predict)
             ens_dir = ensemble(
-                EnsembleConfig(method="log_prob_sum"),
+                EnsembleConfig(method="log_prob_sum", answer_pick=base_predict.answer_pick),
                 [
                     out / "predictions" / "baseline" / "nbest.json",
                     out / "predictions" / f"seed{variant.ensemble_seed}" / "nbest.json",
@@ -261,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # "defaults": the levers on in the offline default (make run): morpheme vocabulary, focus sentence, word spans
-# (and the default group_by_length / no_answer_windows, predict's merge_spans "sum").
+# (and the default group_by_length / no_answer_windows, predict's merge_spans "sum" and answer_pick "expected_f1").
 LEVERS = ("morpheme", "focus", "word_spans", "pretrain", "folds", "defaults", "all")
 DEFAULT_LEVERS = ("defaults", "all")
 
@@ -287,6 +289,7 @@ def run_levers(
         config = predict_config.replace(
             word_spans=PredictConfig().word_spans if name in ("word_spans", *DEFAULT_LEVERS) else "off",
             merge_spans=PredictConfig().merge_spans if name in DEFAULT_LEVERS else "max",
+            answer_pick=PredictConfig().answer_pick if name in DEFAULT_LEVERS else "top",
         )
         for i, model_dir in enumerate(model_dirs):
             pred_dir = out / "predictions" / f"{name}-{i}"
@@ -294,7 +297,8 @@ def run_levers(
             nbests.append(pred_dir / "nbest.json")
         if len(nbests) == 1:
             return read_json(nbests[0].parent / "predictions.json")
-        ens = ensemble(EnsembleConfig(method="log_prob_sum"), nbests, out / "predictions" / name, force=True)
+        ens_config = EnsembleConfig(method="log_prob_sum", answer_pick=config.answer_pick)
+        ens = ensemble(ens_config, nbests, out / "predictions" / name, force=True)
         return read_json(ens / "predictions.json")
 
     def train(name: str, config: ReaderTrainConfig, train_path: Path) -> tuple[Path, float]:
@@ -324,6 +328,9 @@ def run_levers(
             what.append(f"word spans {PredictConfig().word_spans!r}")
         if name in DEFAULT_LEVERS:
             what.append(f"spans merged by {PredictConfig().merge_spans!r}")
+            what.append(
+                f"answer pick {PredictConfig().answer_pick!r} (T {PredictConfig().pick_temperature:g})"
+            )
             if config.group_by_length:
                 what.append("batches grouped by length")
             if config.no_answer_windows < 1:

@@ -22,7 +22,9 @@ def cand(text: str, logit: float) -> dict:
 
 
 def winner(members: list[list[dict]], method: str, weights=None) -> str:
-    predictions, _ = combine([{"q": m} for m in members], EnsembleConfig(method=method, weights=weights))
+    """The method's own first answer (answer_pick "top": the methods' ranking, not the pick after it)."""
+    config = EnsembleConfig(method=method, weights=weights, answer_pick="top")
+    predictions, _ = combine([{"q": m} for m in members], config)
     return predictions["q"]
 
 
@@ -152,8 +154,18 @@ def test_members_are_combined_by_their_own_ranking_score():
 
 def test_answer_pick_expected_f1_moves_the_shared_span_first_in_predictions_and_nbest():
     member = [cand("세종대왕", 1.0), cand("1443년 훈민정음", 0.9), cand("훈민정음", 0.9)]
-    top, _ = combine([{"q": member}], EnsembleConfig())
-    predictions, nbest = combine([{"q": member}], EnsembleConfig(answer_pick="expected_f1"))
+    top, _ = combine([{"q": member}], EnsembleConfig(answer_pick="top"))
+    predictions, nbest = combine([{"q": member}], EnsembleConfig())  # expected_f1 by default
     assert top["q"] == "세종대왕"
     assert predictions["q"] == nbest["q"][0]["text"] == "1443년 훈민정음"
     assert {e["text"] for e in nbest["q"]} == {c["text"] for c in member}  # reordered, nothing lost
+
+
+def test_pick_temperature_keeps_a_clear_top_answer_and_one_weighs_the_whole_list():
+    # 세종대왕 at logit 1 against two overlapping spans at 0.7: at the default temperature it stays first,
+    # at 1 the two spans' shared F1 outweighs it (the pick of the earlier "expected_f1")
+    member = [cand("세종대왕", 1.0), cand("1443년 훈민정음", 0.7), cand("훈민정음", 0.7)]
+    sharp, _ = combine([{"q": member}], EnsembleConfig())
+    flat, _ = combine([{"q": member}], EnsembleConfig(pick_temperature=1.0))
+    assert sharp["q"] == "세종대왕"
+    assert flat["q"] == "1443년 훈민정음"

@@ -25,7 +25,13 @@ from pydantic import Field, field_validator
 from odqa.config import StageConfig
 from odqa.errors import InputError
 from odqa.evaluation import normalize_answer
-from odqa.evaluation.metrics import ANSWER_PICK_HELP, AnswerPick, pick_first
+from odqa.evaluation.metrics import (
+    ANSWER_PICK_HELP,
+    DEFAULT_PICK_TEMPERATURE,
+    PICK_TEMPERATURE_HELP,
+    AnswerPick,
+    pick_first,
+)
 from odqa.io import atomic_dir, check_output_dir, read_json, write_json
 from odqa.schema import ENSEMBLE_REPORT_FILE, NBEST_FILE, PREDICTIONS_FILE
 
@@ -49,7 +55,8 @@ class EnsembleConfig(StageConfig):
         description="one positive finite weight per member, in the order of the n-best files (none: equal)",
     )
     n_best: int = Field(20, ge=1, description="candidates read from each member and written per question")
-    answer_pick: AnswerPick = Field("top", description=ANSWER_PICK_HELP)
+    answer_pick: AnswerPick = Field("expected_f1", description=ANSWER_PICK_HELP)
+    pick_temperature: float = Field(DEFAULT_PICK_TEMPERATURE, gt=0, le=100, description=PICK_TEMPERATURE_HELP)
     floor_prob: float = Field(
         1e-4,
         gt=0,
@@ -196,7 +203,8 @@ def combine(nbests: list[dict[str, list[dict]]], config: EnsembleConfig) -> tupl
             entries.append(entry)
         if config.answer_pick != "top":
             mixed = [support[k] for k in ranked]
-            entries = pick_first(entries, [m / (sum(mixed) or 1.0) for m in mixed], config.answer_pick)
+            probs = [m / (sum(mixed) or 1.0) for m in mixed]
+            entries = pick_first(entries, probs, config.answer_pick, config.pick_temperature)
         merged_nbest[qid] = entries
         predictions[qid] = entries[0]["text"] if entries else ""
     return predictions, merged_nbest

@@ -274,5 +274,22 @@ def test_expected_f1_pick_prefers_the_span_the_near_ties_share():
     assert expected_f1_pick(texts, [0.8, 0.1, 0.1]) == 0  # a confident top answer stays
     assert expected_f1_pick(["가", "가"], [0.5, 0.5]) == 0  # ties keep the higher-ranked one
     entries = [{"text": t} for t in texts]
-    assert [e["text"] for e in pick_first(entries, probs, "expected_f1")] == [texts[1], texts[0], texts[2]]
-    assert pick_first(entries, probs, "top") == entries
+    moved = [texts[1], texts[0], texts[2]]
+    assert [e["text"] for e in pick_first(entries, probs, "expected_f1", temperature=1.0)] == moved
+    assert pick_first(entries, probs, "top", temperature=1.0) == entries
+
+
+def test_pick_temperature_weighs_only_near_ties_against_each_other():
+    from odqa.evaluation.metrics import DEFAULT_PICK_TEMPERATURE, pick_first, sharpen
+
+    texts = ["세종대왕", "1443년 훈민정음", "훈민정음"]
+    entries = [{"text": t} for t in texts]
+    # 0.4 against 0.3 + 0.3: at the default temperature the top answer is clear enough to stay ...
+    assert DEFAULT_PICK_TEMPERATURE < 1
+    assert pick_first(entries, [0.4, 0.3, 0.3], "expected_f1") == entries
+    # ... while a near-tie still goes to the span the others share
+    assert pick_first(entries, [0.34, 0.33, 0.33], "expected_f1")[0]["text"] == texts[1]
+    sharp = sharpen([0.4, 0.3, 0.3], 0.25)
+    assert sharp[0] == pytest.approx(0.4**4 / (0.4**4 + 2 * 0.3**4)) and sum(sharp) == pytest.approx(1.0)
+    assert sharpen([0.5, 0.25, 0.25], 1.0) == [0.5, 0.25, 0.25]
+    assert sharpen([1.0, 0.0], 0.25) == [1.0, 0.0]  # a zero stays zero, no NaN

@@ -544,18 +544,21 @@ def test_trim_particles_answers_repeated_spans_from_its_cache(monkeypatch):
 
 def test_answer_pick_expected_f1_reorders_the_nbest_and_answers_with_its_first(tokenizer, corpus):
     """The chosen answer is the n-best's first entry (what serving and the ensemble read), chosen by
-    expected F1 under the softmax of the n-best's log scores; the list holds the same candidates."""
+    expected F1 under the softmax of the n-best's log scores divided by the temperature (the default
+    pick); the list holds the same candidates."""
     from odqa.evaluation import expected_f1_pick
 
     reader = Reader(_tiny_model(tokenizer), tokenizer, ReaderSettings())
     results = _questions(corpus, 4)
     config = PredictConfig(n_best=20, trim_particles=False, word_spans="off")
-    top = reader.predict(results, config)
-    picked = reader.predict(results, config.replace(answer_pick="expected_f1"))
+    assert config.answer_pick == "expected_f1"
+    top = reader.predict(results, config.replace(answer_pick="top"))
+    picked = reader.predict(results, config)
     moved = 0
     for r in results:
         entries = top[1][r.id]
-        probs = np.exp([e["log_score"] for e in entries])
+        logs = np.array([e["log_score"] for e in entries]) / config.pick_temperature
+        probs = np.exp(logs - logs.max())
         i = expected_f1_pick([e["text"] for e in entries], list(probs / probs.sum()))
         assert picked[0][r.id] == picked[1][r.id][0]["text"] == entries[i]["text"]
         assert sorted(e["text"] for e in picked[1][r.id]) == sorted(e["text"] for e in entries)

@@ -7,7 +7,12 @@ from typing import Literal, get_args
 from pydantic import Field, field_validator, model_validator
 
 from odqa.config import StageConfig
-from odqa.evaluation.metrics import ANSWER_PICK_HELP, AnswerPick
+from odqa.evaluation.metrics import (
+    ANSWER_PICK_HELP,
+    DEFAULT_PICK_TEMPERATURE,
+    PICK_TEMPERATURE_HELP,
+    AnswerPick,
+)
 from odqa.schema import PRETRAIN_INFO_FILE, READER_CONFIG_FILE
 
 __all__ = [
@@ -263,8 +268,10 @@ class PredictConfig(StageConfig):
         description="how the spans of one answer text score together: sum: their probabilities add up (an "
         "answer stated in several places or passages gains); max: its best span alone",
     )
-    # Over seven readers: EM -1.26 [-2.02, -0.53], F1 +0.62 [+0.04, +1.21] (docs/reader-recipe.md, "Word spans").
-    answer_pick: AnswerPick = Field("top", description=ANSWER_PICK_HELP)
+    # Over three readers, against "top": EM +0.23 [+0.00, +0.49], F1 +0.24 [+0.06, +0.42] at the default
+    # temperature 0.25; EM -1.13, F1 +0.92 at 1 (docs/reader-recipe.md, "Expected F1 among near-ties").
+    answer_pick: AnswerPick = Field("expected_f1", description=ANSWER_PICK_HELP)
+    pick_temperature: float = Field(DEFAULT_PICK_TEMPERATURE, gt=0, le=100, description=PICK_TEMPERATURE_HELP)
     null_score: NullScoreMode = Field(
         "ignore",
         description="subtract: rank each span against its passage's 'no answer here' (CLS) score, so a "

@@ -421,7 +421,7 @@ def select_answers(
                     break
         if config.answer_pick != "top" and best:
             probs = _softmax(np.array([c["log_score"] for c in best], dtype=np.float64))
-            best = pick_first(best, list(probs), config.answer_pick)
+            best = pick_first(best, list(probs), config.answer_pick, config.pick_temperature)
         nbest[result.id] = best
         predictions[result.id] = best[0]["text"] if best else ""
     return predictions, nbest
