@@ -56,7 +56,9 @@ class EnsembleConfig(StageConfig):
     )
     n_best: int = Field(20, ge=1, description="candidates read from each member and written per question")
     answer_pick: AnswerPick = Field("expected_f1", description=ANSWER_PICK_HELP)
-    pick_temperature: float = Field(DEFAULT_PICK_TEMPERATURE, gt=0, le=100, description=PICK_TEMPERATURE_HELP)
+    pick_temperature: float = Field(
+        DEFAULT_PICK_TEMPERATURE, gt=0, le=100, allow_inf_nan=False, description=PICK_TEMPERATURE_HELP
+    )
     floor_prob: float = Field(
         1e-4,
         gt=0,

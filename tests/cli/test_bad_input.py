@@ -641,6 +641,22 @@ def test_ensemble_warns_on_disjoint_and_empty_members(tmp_path):
     assert "NaN" not in text and "Infinity" not in text
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("0", "must be > 0.0"), ("nan", "must be a finite number"), ("-1", "must be > 0.0")],
+)
+def test_ensemble_refuses_a_pick_temperature_that_is_not_positive_and_finite(tmp_path, value, message):
+    """One line naming the flag, exit 2, no output folder."""
+    a = nbest(tmp_path, "a.json", ["q1"])
+    out = tmp_path / "e"
+    result = run_odqa(["ensemble", "--nbest", str(a), "--out", str(out), "--pick-temperature", value], tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"odqa ensemble: error: --pick-temperature: {message}, got '{value}'"
+    ]
+    assert not out.exists()
+
+
 def test_force_replaces_a_user_folder_and_same_kind_needs_no_force(ctx, tmp_path):
     """--force is the one way to replace a user's folder; an earlier index is replaced without it."""
     mine = user_folder(tmp_path)

@@ -54,16 +54,23 @@ def exact_match(prediction: str, gold: str, metric: str = "korquad") -> bool:
 
 
 def f1(prediction: str, gold: str, metric: str = "korquad") -> float:
-    pred_tokens = normalize_answer(prediction, metric).split()
-    gold_tokens = normalize_answer(gold, metric).split()
+    return _f1_of_counts(_f1_counts(prediction, metric), _f1_counts(gold, metric))
+
+
+def _f1_counts(text: str, metric: str) -> Counter:
+    """The bag F1 compares: the normalised words, or their characters for korquad (spaces removed)."""
+    tokens = normalize_answer(text, metric).split()
     if metric == "korquad":  # characters of the words, spaces removed
-        pred_tokens = [ch for tok in pred_tokens for ch in tok]
-        gold_tokens = [ch for tok in gold_tokens for ch in tok]
-    num_same = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
+        tokens = [ch for tok in tokens for ch in tok]
+    return Counter(tokens)
+
+
+def _f1_of_counts(pred: Counter, gold: Counter) -> float:
+    num_same = sum((pred & gold).values())
     if num_same == 0:
         return 0
-    precision = 1.0 * num_same / len(pred_tokens)
-    recall = 1.0 * num_same / len(gold_tokens)
+    precision = 1.0 * num_same / sum(pred.values())
+    recall = 1.0 * num_same / sum(gold.values())
     return (2 * precision * recall) / (precision + recall)
 
 
@@ -97,9 +104,12 @@ def expected_f1_pick(texts: list[str], probs: list[float], metric: str = "korqua
     by its probability (minimum Bayes risk for F1): a weak reader's top span is often one of several
     near-tied overlapping spans, and the one sharing most with the others scores more F1 on average.
     Ties keep the earlier (higher-ranked) candidate."""
+    bags = [_f1_counts(t, metric) for t in texts]  # each text normalised once, not once per pair
+    # A candidate whose weight underflows adds nothing to any value; at temperature 0.25 most do.
+    weighed = [(bags[j], p) for j, p in enumerate(probs) if p > 0]
     best, best_value = 0, -1.0
-    for i, text in enumerate(texts):
-        value = sum(p * f1(text, other, metric) for other, p in zip(texts, probs, strict=True))
+    for i, bag in enumerate(bags):
+        value = sum(p * _f1_of_counts(bag, other) for other, p in weighed)
         if value > best_value + 1e-12:
             best, best_value = i, value
     return best

@@ -271,7 +271,9 @@ class PredictConfig(StageConfig):
     # Over three readers, against "top": EM +0.23 [+0.00, +0.49], F1 +0.24 [+0.06, +0.42] at the default
     # temperature 0.25; EM -1.13, F1 +0.92 at 1 (docs/reader-recipe.md, "Expected F1 among near-ties").
     answer_pick: AnswerPick = Field("expected_f1", description=ANSWER_PICK_HELP)
-    pick_temperature: float = Field(DEFAULT_PICK_TEMPERATURE, gt=0, le=100, description=PICK_TEMPERATURE_HELP)
+    pick_temperature: float = Field(
+        DEFAULT_PICK_TEMPERATURE, gt=0, le=100, allow_inf_nan=False, description=PICK_TEMPERATURE_HELP
+    )
     null_score: NullScoreMode = Field(
         "ignore",
         description="subtract: rank each span against its passage's 'no answer here' (CLS) score, so a "
