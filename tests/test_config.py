@@ -20,6 +20,7 @@ from odqa.data.layout import PrepareDataConfig
 from odqa.ensemble import EnsembleConfig
 from odqa.errors import InputError
 from odqa.evaluation import EvaluateConfig
+from odqa.evaluation.metrics import AnswerPickFields
 from odqa.preprocess import PreprocessConfig
 from odqa.reader.config import (
     FoldsConfig,
@@ -88,6 +89,7 @@ EXAMPLES: dict[type[StageConfig], tuple[dict, dict]] = {
     ServeConfig: ({}, {"port": 9000, "max_batch_size": 8, "max_wait_ms": 2}),
     ScratchModelFields: ({}, {"vocab_size": 500, "hidden_size": 32, "morpheme_vocab": False}),
     TrainingLoopFields: ({}, {"epochs": 2, "max_steps": 7, "grad_accum": 2, "device": "CPU"}),
+    AnswerPickFields: ({}, {"answer_pick": "top", "pick_temperature": 2}),
     PretrainConfig: ({}, {"hidden_size": 32, "max_steps": 3, "max_length": 64, "whole_word_masking": True}),
     FoldsConfig: ({}, {"folds": 5, "seed": 1}),
     DistractorConfig: ({}, {"passage_chars": 300, "include_ner": False}),

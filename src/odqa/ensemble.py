@@ -15,23 +15,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
 from pydantic import Field, field_validator
 
-from odqa.config import StageConfig
 from odqa.errors import InputError
-from odqa.evaluation import normalize_answer
-from odqa.evaluation.metrics import (
-    ANSWER_PICK_HELP,
-    DEFAULT_PICK_TEMPERATURE,
-    PICK_TEMPERATURE_HELP,
-    AnswerPick,
-    pick_first,
-)
+from odqa.evaluation.metrics import AnswerPickFields, answer_key
 from odqa.io import atomic_dir, check_output_dir, read_json, write_json
 from odqa.schema import ENSEMBLE_REPORT_FILE, NBEST_FILE, PREDICTIONS_FILE
 
@@ -41,7 +32,7 @@ Method = Literal["log_prob_sum", "logit_sum", "rank_average", "hard_vote"]
 METHODS = get_args(Method)
 
 
-class EnsembleConfig(StageConfig):
+class EnsembleConfig(AnswerPickFields):
     renamed_values = {"method": {"prob_product": "log_prob_sum"}}
 
     method: Method = Field(
@@ -55,10 +46,6 @@ class EnsembleConfig(StageConfig):
         description="one positive finite weight per member, in the order of the n-best files (none: equal)",
     )
     n_best: int = Field(20, ge=1, description="candidates read from each member and written per question")
-    answer_pick: AnswerPick = Field("expected_f1", description=ANSWER_PICK_HELP)
-    pick_temperature: float = Field(
-        DEFAULT_PICK_TEMPERATURE, gt=0, le=100, allow_inf_nan=False, description=PICK_TEMPERATURE_HELP
-    )
     floor_prob: float = Field(
         1e-4,
         gt=0,
@@ -77,11 +64,6 @@ class EnsembleConfig(StageConfig):
 
 
 ENSEMBLE_KIND = "ensemble"  # the output kind of the folder ensemble() writes (odqa.io.atomic_dir)
-
-
-def answer_key() -> Callable[[str], str]:
-    """The KorQuAD answer normalisation of the evaluation stage, so merged answers are the ones EM equates."""
-    return normalize_answer
 
 
 def _candidate_logit(entry: dict) -> float:
@@ -106,7 +88,7 @@ class _MemberView:
     length: int
 
 
-def _member_view(entries: list[dict], key: Callable[[str], str], n_best: int) -> _MemberView:
+def _member_view(entries: list[dict], n_best: int) -> _MemberView:
     entries = [e for e in entries[:n_best] if str(e.get("text", "")).strip()]
     logits = [_candidate_logit(e) for e in entries]
     peak = max(logits, default=0.0)
@@ -114,7 +96,7 @@ def _member_view(entries: list[dict], key: Callable[[str], str], n_best: int) ->
     total = sum(exps) or 1.0
     view = _MemberView({}, {}, {}, {}, None, len(entries))
     for entry, logit, weight in zip(entries, logits, exps, strict=True):
-        k = key(entry["text"])
+        k = answer_key(entry["text"])
         if not k:
             continue
         view.prob[k] = view.prob.get(k, 0.0) + weight / total
@@ -157,6 +139,10 @@ def _support(keys, views: list[_MemberView], weights: list[float]) -> dict[str, 
     return {k: sum(w * v.prob.get(k, 0.0) for v, w in zip(views, weights, strict=True)) for k in keys}
 
 
+def _log(p: float) -> float:
+    return math.log(p) if p > 0 else -math.inf
+
+
 def _rank(scores: dict[str, float], support: dict[str, float]) -> list[str]:
     """Best first; equal scores fall back to the weighted summed probability, then first appearance."""
     return sorted(scores, key=lambda k: (scores[k], support[k]), reverse=True)
@@ -181,13 +167,12 @@ def combine(nbests: list[dict[str, list[dict]]], config: EnsembleConfig) -> tupl
         raise InputError(f"{len(weights)} weights for {len(nbests)} ensemble members")
     if any(not math.isfinite(w) or w <= 0 for w in weights):
         raise InputError("ensemble weights must be positive finite numbers")
-    key = answer_key()
     qids = list(dict.fromkeys(q for nb in nbests for q in nb))
     predictions: dict[str, str] = {}
     merged_nbest: dict[str, list[dict]] = {}
     for qid in qids:
         present = [(nb[qid], w) for nb, w in zip(nbests, weights, strict=True) if qid in nb]
-        views = [_member_view(entries, key, config.n_best) for entries, _ in present]
+        views = [_member_view(entries, config.n_best) for entries, _ in present]
         member_weights = [w for _, w in present]
         scores = _scores(views, member_weights, config)
         support = _support(scores, views, member_weights)
@@ -203,10 +188,8 @@ def combine(nbests: list[dict[str, list[dict]]], config: EnsembleConfig) -> tupl
             entry["score"] = scores[k]
             entry["votes"] = sum(1 for v in views if k in v.entry)
             entries.append(entry)
-        if config.answer_pick != "top":
-            mixed = [support[k] for k in ranked]
-            probs = [m / (sum(mixed) or 1.0) for m in mixed]
-            entries = pick_first(entries, probs, config.answer_pick, config.pick_temperature)
+        # The pick weighs the answers by their summed probability (its scale cancels in the softmax).
+        entries = config.pick_first(entries, [_log(support[k]) for k in ranked])
         merged_nbest[qid] = entries
         predictions[qid] = entries[0]["text"] if entries else ""
     return predictions, merged_nbest
@@ -266,9 +249,8 @@ def member_warnings(nbests: list[dict[str, list[dict]]], paths: list[Path]) -> l
 
 def _top1_agreement(nbests: list[dict[str, list[dict]]]) -> float:
     """Share of questions where every member's top-1 answer normalises to the same text."""
-    key = answer_key()
     qids = set.intersection(*(set(nb) for nb in nbests)) if nbests else set()
     if not qids:
         return 0.0
-    same = sum(1 for q in qids if len({key(nb[q][0]["text"]) if nb[q] else "" for nb in nbests}) == 1)
+    same = sum(1 for q in qids if len({answer_key(nb[q][0]["text"]) if nb[q] else "" for nb in nbests}) == 1)
     return same / len(qids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -275,21 +276,27 @@ def test_expected_f1_pick_prefers_the_span_the_near_ties_share():
     assert expected_f1_pick(["가", "가"], [0.5, 0.5]) == 0  # ties keep the higher-ranked one
     entries = [{"text": t} for t in texts]
     moved = [texts[1], texts[0], texts[2]]
-    assert [e["text"] for e in pick_first(entries, probs, "expected_f1", temperature=1.0)] == moved
-    assert pick_first(entries, probs, "top", temperature=1.0) == entries
+    logs = [math.log(p) + 3.0 for p in probs]  # log scores at any offset: the pick softmaxes them
+    assert [e["text"] for e in pick_first(entries, logs, "expected_f1", temperature=1.0)] == moved
+    assert pick_first(entries, logs, "top", temperature=1.0) == entries
 
 
 def test_pick_temperature_weighs_only_near_ties_against_each_other():
-    from odqa.evaluation.metrics import DEFAULT_PICK_TEMPERATURE, pick_first, sharpen
+    from odqa.evaluation.metrics import DEFAULT_PICK_TEMPERATURE, pick_first, pick_weights
 
     texts = ["세종대왕", "1443년 훈민정음", "훈민정음"]
     entries = [{"text": t} for t in texts]
+
+    def logs(probs):
+        return [math.log(p) for p in probs]
+
     # 0.4 against 0.3 + 0.3: at the default temperature the top answer is clear enough to stay ...
     assert DEFAULT_PICK_TEMPERATURE < 1
-    assert pick_first(entries, [0.4, 0.3, 0.3], "expected_f1") == entries
+    assert pick_first(entries, logs([0.4, 0.3, 0.3]), "expected_f1") == entries
     # ... while a near-tie still goes to the span the others share
-    assert pick_first(entries, [0.34, 0.33, 0.33], "expected_f1")[0]["text"] == texts[1]
-    sharp = sharpen([0.4, 0.3, 0.3], 0.25)
+    assert pick_first(entries, logs([0.34, 0.33, 0.33]), "expected_f1")[0]["text"] == texts[1]
+    sharp = pick_weights(logs([0.4, 0.3, 0.3]), 0.25)  # the probabilities to the 4th power, renormalised
     assert sharp[0] == pytest.approx(0.4**4 / (0.4**4 + 2 * 0.3**4)) and sum(sharp) == pytest.approx(1.0)
-    assert sharpen([0.5, 0.25, 0.25], 1.0) == [0.5, 0.25, 0.25]
-    assert sharpen([1.0, 0.0], 0.25) == [1.0, 0.0]  # a zero stays zero, no NaN
+    assert pick_weights(logs([0.5, 0.25, 0.25]), 1.0) == pytest.approx([0.5, 0.25, 0.25])
+    assert pick_weights([0.0, -math.inf], 0.25) == [1.0, 0.0]  # no probability weighs 0, no NaN
+    assert pick_weights([-math.inf, -math.inf], 0.25) == [0.0, 0.0]

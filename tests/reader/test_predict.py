@@ -22,7 +22,7 @@ from odqa.reader.predict import (
     reading_pairs,
     results_from_gold,
     select_answers,
-    sum_same_text,
+    sum_same_answer,
     torch_threads,
 )
 from odqa.schema import Hit, QAExample, RetrievalResult
@@ -226,20 +226,40 @@ def test_a_span_two_overlapping_windows_read_counts_once(tokenizer, corpus):
     assert (nbest["q1"][0]["spans"], nbest["q1"][0]["score"]) == (1, pytest.approx(20.0))
 
 
-def test_sum_same_text_adds_probabilities_in_both_score_modes():
+def test_sum_same_answer_adds_probabilities_in_both_score_modes():
     cands = [
         {"text": "서울", "score": 2.0},
         {"text": "부산", "score": 1.5, "k": 1},
         {"text": "부산", "score": 1.5},
     ]
-    merged = sum_same_text(cands, "logit_sum")
+    merged = sum_same_answer(cands, "logit_sum")
     assert [(c["text"], c["spans"]) for c in merged] == [("부산", 2), ("서울", 1)]
     assert merged[0]["score"] == merged[0]["log_score"] == pytest.approx(1.5 + math.log(2))
     assert merged[0]["k"] == 1  # the text's first (best) span
-    probs = sum_same_text([{"text": "a", "score": 0.5}, {"text": "b", "score": 0.3}, {"text": "b", "score": 0.3}],
+    probs = sum_same_answer([{"text": "a", "score": 0.5}, {"text": "b", "score": 0.3}, {"text": "b", "score": 0.3}],
                           "prob_product")  # fmt: skip
     assert [c["text"] for c in probs] == ["b", "a"]
     assert probs[0]["score"] == pytest.approx(0.6) and probs[0]["log_score"] == pytest.approx(math.log(0.6))
+
+
+def test_spans_exact_match_equates_are_one_answer():
+    # "'훈민정음'" and "훈민정음" are one answer to EM (quotes aside): their probabilities add up and
+    # overtake 세종대왕, and the entry keeps the best span's own text; punctuation alone merges nothing.
+    cands = [
+        {"text": "세종대왕", "score": 2.0},
+        {"text": "'훈민정음'", "score": 1.5},
+        {"text": "훈민정음", "score": 1.5},
+        {"text": "(", "score": 1.0},
+        {"text": ")", "score": 1.0},
+    ]
+    merged = sum_same_answer(cands, "logit_sum")
+    assert [(c["text"], c["spans"]) for c in merged] == [
+        ("'훈민정음'", 2),
+        ("세종대왕", 1),
+        ("(", 1),
+        (")", 1),
+    ]
+    assert merged[0]["score"] == pytest.approx(1.5 + math.log(2))
 
 
 def test_retrieval_score_can_overturn_the_reader(tokenizer, corpus):
@@ -545,22 +565,29 @@ def test_trim_particles_answers_repeated_spans_from_its_cache(monkeypatch):
 def test_answer_pick_expected_f1_reorders_the_nbest_and_answers_with_its_first(tokenizer, corpus):
     """The chosen answer is the n-best's first entry (what serving and the ensemble read), chosen by
     expected F1 under the softmax of the n-best's log scores divided by the temperature (the default
-    pick); the list holds the same candidates."""
+    pick, at the default temperature and at 1); the list holds the same candidates."""
     from odqa.evaluation import expected_f1_pick
 
     reader = Reader(_tiny_model(tokenizer), tokenizer, ReaderSettings())
-    results = _questions(corpus, 4)
+    # questions that differ (from the corpus' own words), so the untrained reader's n-best lists differ
+    words = " ".join(corpus).split()
+    results = [
+        RetrievalResult(f"q{i}", f"{words[i]} {words[-i - 1]}?", _questions(corpus, 1)[0].passages)
+        for i in range(12)
+    ]
     config = PredictConfig(n_best=20, trim_particles=False, word_spans="off")
     assert config.answer_pick == "expected_f1"
     top = reader.predict(results, config.replace(answer_pick="top"))
-    picked = reader.predict(results, config)
-    moved = 0
-    for r in results:
-        entries = top[1][r.id]
-        logs = np.array([e["log_score"] for e in entries]) / config.pick_temperature
-        probs = np.exp(logs - logs.max())
-        i = expected_f1_pick([e["text"] for e in entries], list(probs / probs.sum()))
-        assert picked[0][r.id] == picked[1][r.id][0]["text"] == entries[i]["text"]
-        assert sorted(e["text"] for e in picked[1][r.id]) == sorted(e["text"] for e in entries)
-        moved += i > 0
-    assert moved > 0, "no question's choice changed: the test shows nothing"
+    moved = {}
+    for temperature in (config.pick_temperature, 1.0):
+        picked = reader.predict(results, config.replace(pick_temperature=temperature))
+        moved[temperature] = 0
+        for r in results:
+            entries = top[1][r.id]
+            logs = np.array([e["log_score"] for e in entries]) / temperature
+            probs = np.exp(logs - logs.max())
+            i = expected_f1_pick([e["text"] for e in entries], list(probs / probs.sum()))
+            assert picked[0][r.id] == picked[1][r.id][0]["text"] == entries[i]["text"]
+            assert sorted(e["text"] for e in picked[1][r.id]) == sorted(e["text"] for e in entries)
+            moved[temperature] += i > 0
+    assert moved[1.0] > 0, "no question's choice changed: the test shows nothing"

@@ -7,12 +7,7 @@ from typing import Literal, get_args
 from pydantic import Field, field_validator, model_validator
 
 from odqa.config import StageConfig
-from odqa.evaluation.metrics import (
-    ANSWER_PICK_HELP,
-    DEFAULT_PICK_TEMPERATURE,
-    PICK_TEMPERATURE_HELP,
-    AnswerPick,
-)
+from odqa.evaluation.metrics import AnswerPickFields
 from odqa.schema import PRETRAIN_INFO_FILE, READER_CONFIG_FILE
 
 __all__ = [
@@ -216,7 +211,7 @@ class ReaderTrainConfig(WindowFields, ScratchModelFields, TrainingLoopFields):
     )
 
 
-class PredictConfig(StageConfig):
+class PredictConfig(AnswerPickFields):
     renamed_keys = {"threads": "num_threads"}
 
     # Measured on KorQuAD dev with the focus-sentence reader (docs/reader-recipe.md): EM +1.5, F1 +2.2 over
@@ -265,14 +260,8 @@ class PredictConfig(StageConfig):
     # (docs/reader-recipe.md, "An answer's spans add up").
     merge_spans: MergeSpans = Field(
         "sum",
-        description="how the spans of one answer text score together: sum: their probabilities add up (an "
-        "answer stated in several places or passages gains); max: its best span alone",
-    )
-    # Over three readers, against "top": EM +0.23 [+0.00, +0.49], F1 +0.24 [+0.06, +0.42] at the default
-    # temperature 0.25; EM -1.13, F1 +0.92 at 1 (docs/reader-recipe.md, "Expected F1 among near-ties").
-    answer_pick: AnswerPick = Field("expected_f1", description=ANSWER_PICK_HELP)
-    pick_temperature: float = Field(
-        DEFAULT_PICK_TEMPERATURE, gt=0, le=100, allow_inf_nan=False, description=PICK_TEMPERATURE_HELP
+        description="how the spans of one answer (the texts exact match equates) score together: sum: their "
+        "probabilities add up (an answer stated in several places or passages gains); max: its best span alone",
     )
     null_score: NullScoreMode = Field(
         "ignore",

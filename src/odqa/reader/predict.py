@@ -26,7 +26,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from odqa.data import load_retrieved
 from odqa.errors import InputError
-from odqa.evaluation.metrics import pick_first
+from odqa.evaluation.metrics import answer_key
 from odqa.io import atomic_dir, check_output_dir, read_json, write_json
 from odqa.progress import progress_bar
 from odqa.reader.config import DEFAULT_MAX_ANSWER_LENGTH, READER_CONFIG_FILE, PredictConfig, WordSpans
@@ -398,7 +398,7 @@ def select_answers(
         cands.sort(key=lambda c: c["score"], reverse=True)
     summing = config.merge_spans == "sum"
     if summing:
-        candidates = [sum_same_text(_one_per_span(cands), config.score_mode) for cands in candidates]
+        candidates = [sum_same_answer(_one_per_span(cands), config.score_mode) for cands in candidates]
     if config.trim_particles:
         # Only the best spans can reach the n-best list; trimming merges some texts, hence the slack.
         for i, cands in enumerate(candidates):
@@ -406,22 +406,20 @@ def select_answers(
         trimmed = _trim_until_n_best(candidates, config.n_best)
         if summing:  # texts that trim to one answer add up too; the untrimmed rest cannot reach the n-best
             candidates = [
-                sum_same_text(cands[:n], config.score_mode)
+                sum_same_answer(cands[:n], config.score_mode)
                 for cands, n in zip(candidates, trimmed, strict=True)
             ]
 
     predictions, nbest = {}, {}
     for result, cands in zip(results, candidates, strict=True):
         seen, best = set(), []
-        for c in cands:  # one entry per distinct text, at its best score
-            if c["text"].strip() and c["text"] not in seen:
-                seen.add(c["text"])
+        for c in cands:  # one entry per answer, at its best score
+            if c["text"].strip() and (key := _key(c["text"])) not in seen:
+                seen.add(key)
                 best.append(c)
                 if len(best) == config.n_best:
                     break
-        if config.answer_pick != "top" and best:
-            probs = _softmax(np.array([c["log_score"] for c in best], dtype=np.float64))
-            best = pick_first(best, list(probs), config.answer_pick, config.pick_temperature)
+        best = config.pick_first(best, [c["log_score"] for c in best])
         nbest[result.id] = best
         predictions[result.id] = best[0]["text"] if best else ""
     return predictions, nbest
@@ -440,15 +438,18 @@ def _one_per_span(cands: list[dict]) -> list[dict]:
     return kept
 
 
-def sum_same_text(cands: list[dict], score_mode: str) -> list[dict]:
-    """One entry per answer text, best first, scored by its spans' probabilities summed (in logit_sum the
-    log of the summed exp(score)): a reader that points at the same answer in two sentences or passages
-    is surer of it than its best span says. Each entry is the text's best span, with `spans` counted."""
+def sum_same_answer(cands: list[dict], score_mode: str) -> list[dict]:
+    """One entry per answer, best first, scored by its spans' probabilities summed (in logit_sum the log
+    of the summed exp(score)): a reader that points at the same answer in two sentences or passages is
+    surer of it than its best span says. Spans are one answer when exact match equates their texts
+    (`answer_key`: "세종대왕" and "'세종대왕'" add up). Each entry is the answer's best span, with `spans`
+    counted."""
     groups: dict[str, list[dict]] = {}
     for c in cands:  # best first, so each group's first entry is its best span
-        group = groups.get(c["text"])
+        key = _key(c["text"])
+        group = groups.get(key)
         if group is None:
-            groups[c["text"]] = [c]
+            groups[key] = [c]
         else:
             group.append(c)
     merged = []
@@ -469,6 +470,11 @@ def sum_same_text(cands: list[dict], score_mode: str) -> list[dict]:
     return merged
 
 
+def _key(text: str) -> str:
+    """`answer_key`, or the text itself when nothing is left of it (punctuation alone is no answer to merge)."""
+    return answer_key(text) or text
+
+
 def _trim_until_n_best(candidates: list[list[dict]], n_best: int) -> list[int]:
     """Trim particles from candidate texts in score order, a round at a time, until each question has
     n_best distinct trimmed texts or no candidates left. The n-best lists are those of trimming every
@@ -480,7 +486,7 @@ def _trim_until_n_best(candidates: list[list[dict]], n_best: int) -> list[int]:
     while True:
         todo = []
         for qi, cands in enumerate(candidates):
-            distinct = len({c["text"] for c in cands[: done[qi]] if c["text"].strip()})
+            distinct = len({_key(c["text"]) for c in cands[: done[qi]] if c["text"].strip()})
             if distinct < n_best and done[qi] < len(cands):
                 end = min(len(cands), done[qi] + max(n_best - distinct, TRIM_ROUND_MIN))
                 todo.append((qi, done[qi], end))
