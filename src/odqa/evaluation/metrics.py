@@ -32,8 +32,8 @@ PICK_TEMPERATURE_HELP = (
     "of the scores divided by T); below 1 only near-ties are weighed against each other, 1 weighs the "
     "whole list (more F1, less EM)"
 )
-# Over three readers (docs/reader-recipe.md, "Expected F1 among near-ties"): T 0.25 EM +0.23 [+0.00, +0.49],
-# F1 +0.24 [+0.06, +0.42] against "top"; T 1 EM -1.13, F1 +0.92.
+# docs/reader-recipe.md, "Expected F1 among near-ties": with answers merged by answer_key, T 0.25 against
+# "top" over five readers EM -0.14 [-0.35, +0.07], F1 +0.17 [+0.01, +0.34]; T 1 costs about 1 EM.
 DEFAULT_PICK_TEMPERATURE = 0.25
 
 _KORQUAD_SPACED = re.compile("['\"《》<>〈〉()‘’]")
@@ -157,8 +157,8 @@ class AnswerPickFields(StageConfig):
     """How a stage that writes n-best lists chooses their first answer, declared once for predict
     (PredictConfig) and the ensemble (EnsembleConfig)."""
 
-    # Over three readers, against "top": EM +0.23 [+0.00, +0.49], F1 +0.24 [+0.06, +0.42] at the default
-    # temperature 0.25; EM -1.13, F1 +0.92 at 1 (docs/reader-recipe.md, "Expected F1 among near-ties").
+    # Over five readers, with answers merged by answer_key, against "top": EM -0.14 [-0.35, +0.07], F1 +0.17
+    # [+0.01, +0.34] at the default temperature 0.25 (docs/reader-recipe.md, "Expected F1 among near-ties").
     answer_pick: AnswerPick = Field("expected_f1", description=ANSWER_PICK_HELP)
     pick_temperature: float = Field(
         DEFAULT_PICK_TEMPERATURE, gt=0, le=100, allow_inf_nan=False, description=PICK_TEMPERATURE_HELP
