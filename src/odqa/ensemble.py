@@ -148,6 +148,9 @@ def _rank(scores: dict[str, float], support: dict[str, float]) -> list[str]:
     return sorted(scores, key=lambda k: (scores[k], support[k]), reverse=True)
 
 
+_SCORE_FIELDS = ("log_score", "start_logit", "end_logit")  # what _candidate_logit reads
+
+
 def _read_nbest(path: Path) -> dict[str, list[dict]]:
     data = read_json(path)
     if not isinstance(data, dict):
@@ -155,6 +158,15 @@ def _read_nbest(path: Path) -> dict[str, list[dict]]:
     for qid, entries in data.items():
         if not isinstance(entries, list) or not all(isinstance(e, dict) and "text" in e for e in entries):
             raise InputError("each n-best entry must be an object with a 'text' field", path=path, record=qid)
+        for e in entries:  # what combine reads: the text it normalises, the scores it ranks by
+            if not isinstance(e["text"], str):
+                raise InputError(f"n-best 'text' must be a string, got {e['text']!r}", path=path, record=qid)
+            for field in _SCORE_FIELDS:
+                value = e.get(field, 0.0)
+                if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                    raise InputError(
+                        f"n-best {field!r} must be a finite number, got {value!r}", path=path, record=qid
+                    )
     return data
 
 

@@ -657,6 +657,30 @@ def test_ensemble_refuses_a_pick_temperature_that_is_not_positive_and_finite(tmp
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"text": 5}, "n-best 'text' must be a string, got 5"),
+        ({"text": "한양", "log_score": "x"}, "n-best 'log_score' must be a finite number, got 'x'"),
+        (
+            {"text": "한양", "start_logit": float("nan")},
+            "n-best 'start_logit' must be a finite number, got nan",
+        ),
+    ],
+)
+def test_ensemble_refuses_an_nbest_entry_it_cannot_read(tmp_path, entry, message):
+    """A member's entry whose text is no string or whose score is no finite number: one line naming the
+    file and question, exit 2, no output folder (combine would normalise the text and rank by the score)."""
+    member = tmp_path / "a.json"
+    text = json.dumps({"q1": [entry]})
+    member.write_text(text)
+    out = tmp_path / "e"
+    result = run_odqa(["ensemble", "--nbest", str(member), "--out", str(out)], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"odqa ensemble: error: {member} [record q1]: {message}"]
+    assert not out.exists() and member.read_text() == text
+
+
 def test_force_replaces_a_user_folder_and_same_kind_needs_no_force(ctx, tmp_path):
     """--force is the one way to replace a user's folder; an earlier index is replaced without it."""
     mine = user_folder(tmp_path)
